@@ -1,0 +1,55 @@
+# linewatch — common tasks. `make run` shows the product working; `make test` runs every check CI runs.
+# Everything installs into .venv from this repository's own files.
+
+PYTHON      ?= python3
+VENV        ?= .venv
+BIN         := $(VENV)/bin
+# torch is installed first and pinned: an unpinned `torch` makes pip fetch a multi-GB CUDA build on a CPU machine.
+# On machines whose default index serves CUDA builds, point TORCH_PIP_ARGS at a CPU wheel index.
+TORCH_SPEC  ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+CONFIG      ?= deploy/config/linewatch.example.yaml
+PYTEST_ARGS ?=
+STAMP       := $(VENV)/.installed
+
+.PHONY: help install test lint typecheck pytest run bench clean
+
+help:
+	@echo "make install    create $(VENV) and install linewatch with its dev tools"
+	@echo "make run        the main job (see README)"
+	@echo "make test       lint + type checks + tests (what CI runs)"
+	@echo "make lint       ruff, formatting and the import-layer contract"
+	@echo "make typecheck  mypy on ingest models serving"
+	@echo "make bench      benchmarks (not part of make test); JSON results under .bench/"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check ingest models serving tests
+	$(BIN)/ruff format --check ingest models serving tests
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy ingest models serving
+
+pytest: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+run: $(STAMP)
+	$(BIN)/linewatch demo --config $(CONFIG)
+
+bench: $(STAMP)
+	@mkdir -p .bench
+	$(BIN)/python -m pytest -p no:cacheprovider tests/bench -q -s
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .bench dist build

@@ -1,0 +1,306 @@
+"""The one validated configuration object.
+
+A YAML file (``--config FILE``, else ``$LINEWATCH_CONFIG``, else built-in single-machine defaults) is
+validated by pydantic with ``extra="forbid"``, so a typo is a start-up error that names the key path.
+Any key can be overridden by an environment variable ``LINEWATCH_<SECTION>__<KEY>`` (``__`` separates
+levels, e.g. ``LINEWATCH_MQTT__PORT=8883``), which is how systemd units and containers set secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from linewatch.core.paths import CONFIG_ENV, DEFAULT_HOME
+from linewatch.core.secrets import read_secret
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+DecoderName = Literal["json_single", "json_record", "json_batch", "sparkplug_b"]
+
+#: Default metrics ports. Prometheus' registry of exporter ports (9100-9999) is fully allocated, so these sit
+#: outside it where no common exporter listens.
+DEFAULT_INGEST_METRICS_PORT = 19880
+DEFAULT_SERVE_METRICS_PORT = 19881
+
+_CLIENT_ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
+_TEMPLATE_FIELD_RE = re.compile(r"\{([^{}]*)\}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class TlsConfig(_Section):
+    enabled: bool = Field(False, description="Connect with TLS (usually port 8883).")
+    ca_file: Path | None = Field(
+        None, description="PEM file of the CA that signed the broker certificate; system CAs when unset."
+    )
+    cert_file: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    key_file: Path | None = Field(
+        None, description="Private key (PEM) of the client certificate. Keep it readable by linewatch only."
+    )
+    insecure_skip_verify: bool = Field(
+        False, description="Do not verify the broker certificate or host name. For lab use only."
+    )
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+
+class ReconnectConfig(_Section):
+    min_delay_s: float = Field(1.0, gt=0, le=3600, description="First wait before reconnecting, seconds.")
+    max_delay_s: float = Field(
+        60.0, gt=0, le=3600, description="Longest wait between reconnect attempts (exponential backoff), seconds."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min_delay_s > self.max_delay_s:
+            raise ValueError("min_delay_s must not exceed max_delay_s")
+        return self
+
+
+class MqttConfig(_Section):
+    host: str = Field("127.0.0.1", min_length=1, description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port (1883 plain, 8883 TLS).")
+    client_id: str = Field(
+        "linewatch-ingest",
+        description="Stable MQTT client id; the broker keeps this id's persistent session across restarts.",
+    )
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="Keep-alive interval, seconds.")
+    username: str | None = Field(None, description="Broker user name, if the broker requires one.")
+    password: SecretStr | None = Field(
+        None,
+        description=(
+            "Broker password. Prefer the environment (LINEWATCH_MQTT__PASSWORD), password_file, or a systemd "
+            "credential named 'mqtt_password' over writing it here. Never logged."
+        ),
+    )
+    password_file: Path | None = Field(None, description="File whose first line is the broker password.")
+    tls: TlsConfig = Field(default_factory=TlsConfig, description="TLS settings.")
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig, description="Reconnect backoff.")
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id_safe(cls, value: str) -> str:
+        if not _CLIENT_ID_RE.fullmatch(value):
+            raise ValueError("client_id must be 1-128 characters of letters, digits, '_', '.', '-'")
+        return value
+
+    def resolved_password(self, env: Mapping[str, str] | None = None) -> str | None:
+        """The password from, in order: this config (or its env override), ``password_file``, systemd
+        credentials directory (``mqtt_password``)."""
+        return read_secret("mqtt_password", inline=self.password, file=self.password_file, env=env)
+
+
+class MetricsEndpoint(_Section):
+    host: str = Field(
+        "127.0.0.1",
+        description="Address the /metrics, /healthz and /readyz HTTP server binds to (0.0.0.0 for all).",
+    )
+    port: int = Field(ge=0, le=65535, description="TCP port of the metrics HTTP server (0 picks a free one).")
+
+
+def _ingest_metrics() -> MetricsEndpoint:
+    return MetricsEndpoint(port=DEFAULT_INGEST_METRICS_PORT)
+
+
+def _serve_metrics() -> MetricsEndpoint:
+    return MetricsEndpoint(port=DEFAULT_SERVE_METRICS_PORT)
+
+
+class Subscription(_Section):
+    topic: str = Field(min_length=1, max_length=1024, description="MQTT topic filter to subscribe to.")
+    template: str = Field(
+        description=(
+            "How topic levels map to names, e.g. 'plant/{site}/{asset}/{sensor}'. Needs {asset}; {sensor} is "
+            "required for decoders whose payload carries one value. Other {names} are matched and ignored."
+        )
+    )
+    decoder: DecoderName = Field("json_single", description="Payload decoder for messages on this filter.")
+    qos: Literal[0, 1, 2] = Field(1, description="Subscription QoS; 1 or 2 for at-least-once delivery.")
+
+    @field_validator("topic")
+    @classmethod
+    def _valid_filter(cls, value: str) -> str:
+        levels = value.split("/")
+        for i, level in enumerate(levels):
+            if "#" in level and (level != "#" or i != len(levels) - 1):
+                raise ValueError("'#' must be a whole level and the last one")
+            if "+" in level and level != "+":
+                raise ValueError("'+' must be a whole level")
+        if "\0" in value:
+            raise ValueError("topic filter contains NUL")
+        return value
+
+    @model_validator(mode="after")
+    def _template_fields(self) -> Self:
+        fields = _TEMPLATE_FIELD_RE.findall(self.template)
+        if "asset" not in fields:
+            raise ValueError("template must contain {asset}")
+        if len(set(fields)) != len(fields):
+            raise ValueError("template repeats a {field}")
+        if self.decoder == "json_single" and "sensor" not in fields:
+            raise ValueError("decoder json_single needs {sensor} in the template")
+        topic_levels, template_levels = self.topic.split("/"), self.template.split("/")
+        if topic_levels[-1] == "#":
+            if len(template_levels) < len(topic_levels) - 1:
+                raise ValueError("template has fewer levels than the topic filter")
+        elif len(template_levels) != len(topic_levels):
+            raise ValueError("template and topic filter have a different number of levels")
+        return self
+
+
+def _default_subscriptions() -> list[Subscription]:
+    return [Subscription(topic="plant/+/+/+", template="plant/{site}/{asset}/{sensor}", decoder="json_single")]
+
+
+class IngestConfig(_Section):
+    subscriptions: list[Subscription] = Field(
+        default_factory=_default_subscriptions, min_length=1, description="Topic filters and their decoders."
+    )
+    queue_size: int = Field(
+        10_000, ge=10, le=10_000_000, description="Bound of the in-memory queue between MQTT and the writers."
+    )
+    metrics: MetricsEndpoint = Field(default_factory=_ingest_metrics, description="Ingest metrics endpoint.")
+
+
+class ServeConfig(_Section):
+    interval_s: float = Field(1.0, gt=0, le=3600, description="Scoring interval, seconds.")
+    metrics: MetricsEndpoint = Field(default_factory=_serve_metrics, description="Serve metrics endpoint.")
+
+
+class StorageConfig(_Section):
+    root: Path | None = Field(
+        None, description="Data directory holding raw/, quarantine/ and models/. Default: <home>/data."
+    )
+
+
+class LoggingConfig(_Section):
+    level: LogLevel = Field("INFO", description="Default log level.")
+    format: Literal["text", "json"] = Field("text", description="'text' for people, 'json' for log shippers.")
+    levels: dict[str, LogLevel] = Field(
+        default_factory=dict, description="Per-logger levels, e.g. {'linewatch.ingest': 'DEBUG'}."
+    )
+
+
+class LinewatchConfig(BaseSettings):
+    """Everything linewatch reads at start-up. Every key has a working single-machine default."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix="LINEWATCH_",
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    home: Path = Field(
+        DEFAULT_HOME, description="Base directory for state (env LINEWATCH_HOME); default 'var' below the cwd."
+    )
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker connection.")
+    storage: StorageConfig = Field(default_factory=StorageConfig, description="Where data lives.")
+    ingest: IngestConfig = Field(default_factory=IngestConfig, description="The ingest daemon.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="The scoring daemon.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log format and levels.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the file (the file's values arrive as init kwargs); no .env files.
+        return (env_settings, init_settings)
+
+    @property
+    def data_root(self) -> Path:
+        """The storage root: ``storage.root`` or ``<home>/data``."""
+        return self.storage.root if self.storage.root is not None else self.home / "data"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; ``problems`` lists ``key.path: reason`` lines."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"invalid configuration in {source}:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def format_validation_error(error: ValidationError, env: Mapping[str, str] | None = None) -> list[str]:
+    """One readable line per problem, starting with the dotted key path (and the variable, when the value
+    came from the environment)."""
+    env = os.environ if env is None else env
+    env_keys = {key.upper() for key in env}
+    lines = []
+    for item in error.errors(include_url=False):
+        path = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        got = item.get("input")
+        shown = "" if isinstance(got, dict | list) or got is None else f" (got {str(got)[:60]!r})"
+        if "password" in path:
+            shown = ""
+        env_name = "LINEWATCH_" + "__".join(str(part) for part in item["loc"][:2]).upper()
+        origin = f" [from environment {env_name}]" if env_name in env_keys else ""
+        lines.append(f"{path}: {item['msg']}{shown}{origin}")
+    return lines
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping safely (``yaml.safe_load``), with errors that say where."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read file: {exc.strerror or exc}"]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(path), [f"(YAML) {where}{reason}"]) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [f"(top level): expected a mapping of sections, got {type(data).__name__}"])
+    return data
+
+
+def config_path(explicit: Path | None, env: Mapping[str, str] | None = None) -> Path | None:
+    """``--config`` if given, else ``$LINEWATCH_CONFIG``, else None (built-in defaults)."""
+    if explicit is not None:
+        return explicit
+    env = os.environ if env is None else env
+    value = env.get(CONFIG_ENV, "").strip()
+    return Path(value) if value else None
+
+
+def load_config(path: Path | None = None) -> LinewatchConfig:
+    """Load and validate the configuration; raise :class:`ConfigError` naming every bad key."""
+    resolved = config_path(path)
+    data = read_yaml(resolved) if resolved is not None else {}
+    try:
+        return LinewatchConfig(**data)
+    except ValidationError as exc:
+        source = str(resolved) if resolved is not None else "built-in defaults and environment"
+        raise ConfigError(source, format_validation_error(exc)) from exc
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the configuration file (for editors and `linewatch config schema`)."""
+    return LinewatchConfig.model_json_schema()

@@ -1,0 +1,1 @@
+"""MQTT ingest: topics and payloads in, validated readings durably stored as Parquet."""

@@ -1,0 +1,1 @@
+"""Windows, features, detectors, calibration, attribution and model bundles."""

@@ -1,0 +1,1 @@
+"""Scoring daemon, alert policy, Prometheus metrics and the `linewatch` command line."""

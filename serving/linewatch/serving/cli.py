@@ -1,0 +1,110 @@
+"""The ``linewatch`` command line: one entry point for daemons, offline jobs and admin tasks.
+
+It lives in the top layer (serving) because it dispatches to every layer; each subcommand imports its
+implementation lazily so that ``linewatch ingest`` never loads torch or tsfresh.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from linewatch.core.config import ConfigError, LinewatchConfig, config_json_schema, load_config
+from linewatch.core.version import __version__
+
+app = typer.Typer(
+    name="linewatch",
+    help="Predictive-maintenance anomaly detection: MQTT readings in, failure risk and root cause out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Validate, show and describe the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="YAML configuration file (default: $LINEWATCH_CONFIG, else built-in defaults).",
+        dir_okay=False,
+    ),
+]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"linewatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """linewatch command line."""
+
+
+def load_or_exit(path: Path | None) -> LinewatchConfig:
+    """Load the configuration or print every problem (key path: reason) and exit with status 2."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from exc
+
+
+@config_app.command("check")
+def config_check(
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="File to validate (default: --config, $LINEWATCH_CONFIG or built-in defaults)."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Validate a configuration file; exit 0 if usable, 2 with one line per problem otherwise."""
+    path = file if file is not None else config
+    cfg = load_or_exit(path)
+    source = str(path) if path is not None else "defaults"
+    typer.echo(f"OK: {source} is a valid linewatch configuration (data root: {cfg.data_root})")
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of the configuration file (every key with its description)."""
+    typer.echo(json.dumps(config_json_schema(), indent=2))
+
+
+@config_app.command("show")
+def config_show(config: ConfigOption = None) -> None:
+    """Print the effective configuration (file + environment + defaults) as YAML; secrets are masked."""
+    import yaml
+
+    cfg = load_or_exit(config)
+    data = json.loads(cfg.model_dump_json())
+    typer.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
+
+
+@app.command("demo")
+def demo(config: ConfigOption = None) -> None:
+    """Show linewatch working on this machine (grows as the pipeline lands)."""
+    cfg = load_or_exit(config)
+    typer.echo(f"linewatch {__version__} demo")
+    typer.echo(f"- configuration valid; data root {cfg.data_root}, broker {cfg.mqtt.host}:{cfg.mqtt.port}")
+    typer.echo("- the pipeline stages (ingest, train, serve) are not built yet; this demo grows as they land")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
