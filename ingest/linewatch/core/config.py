@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from linewatch.core.paths import CONFIG_ENV, DEFAULT_HOME
+from linewatch.core.schema import is_valid_name
 from linewatch.core.secrets import read_secret
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -29,7 +30,6 @@ DecoderName = Literal["json_single", "json_record", "json_batch", "sparkplug_b"]
 DEFAULT_INGEST_METRICS_PORT = 19880
 DEFAULT_SERVE_METRICS_PORT = 19881
 
-_CLIENT_ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 _TEMPLATE_FIELD_RE = re.compile(r"\{([^{}]*)\}")
 
 
@@ -94,8 +94,12 @@ class MqttConfig(_Section):
     @field_validator("client_id")
     @classmethod
     def _client_id_safe(cls, value: str) -> str:
-        if not _CLIENT_ID_RE.fullmatch(value):
-            raise ValueError("client_id must be 1-128 characters of letters, digits, '_', '.', '-'")
+        # The id also names the files this process writes, so it follows the asset-name rules.
+        if not is_valid_name(value) or value == "compacted":
+            raise ValueError(
+                "client_id must be 1-64 letters, digits, '_', '.', '-', start with a letter or digit, "
+                "and not be 'compacted' (reserved for the compactor's files)"
+            )
         return value
 
     def resolved_password(self, env: Mapping[str, str] | None = None) -> str | None:
@@ -166,13 +170,66 @@ def _default_subscriptions() -> list[Subscription]:
     return [Subscription(topic="plant/+/+/+", template="plant/{site}/{asset}/{sensor}", decoder="json_single")]
 
 
+class ValidationConfig(_Section):
+    max_future_skew_s: float = Field(
+        300.0, ge=0, description="Readings stamped further than this in the future are quarantined (clock skew)."
+    )
+    max_age_s: float = Field(
+        7 * 86400.0, gt=0, description="Readings older than this when received are quarantined (stale replays)."
+    )
+    max_payload_bytes: int = Field(
+        262_144, ge=64, le=64 * 1024 * 1024, description="Larger messages are quarantined without decoding."
+    )
+    quarantine_payload_bytes: int = Field(
+        4096, ge=0, le=1024 * 1024, description="How much of a rejected payload the quarantine store keeps."
+    )
+    accept_missing_ts: bool = Field(
+        False, description="Stamp readings that carry no timestamp with the receive time instead of rejecting them."
+    )
+
+
+class CompactionConfig(_Section):
+    interval_s: float = Field(
+        600.0, ge=0, description="How often the ingest daemon merges small files; 0 disables compaction in ingest."
+    )
+    min_files: int = Field(2, ge=2, description="Compact a partition once it holds at least this many files.")
+    older_than_s: float = Field(
+        60.0, ge=0, description="Only merge files at least this old, so fresh files are not rewritten in a loop."
+    )
+
+
 class IngestConfig(_Section):
     subscriptions: list[Subscription] = Field(
         default_factory=_default_subscriptions, min_length=1, description="Topic filters and their decoders."
     )
-    queue_size: int = Field(
-        10_000, ge=10, le=10_000_000, description="Bound of the in-memory queue between MQTT and the writers."
+    shared_group: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
+        description="Subscribe as $share/<group>/<filter> so several ingest daemons split one stream (MQTT 5).",
     )
+    session_expiry_s: int = Field(
+        7 * 86400,
+        ge=0,
+        description="How long the broker keeps this client's session and queued messages while it is offline.",
+    )
+    availability_topic: str = Field(
+        "linewatch/ingest/{client_id}/status",
+        description="Retained 'online'/'offline' status topic; 'offline' is also the last will.",
+    )
+    queue_size: int = Field(
+        10_000, ge=10, le=10_000_000, description="Bound of the in-memory queue between MQTT and the writer."
+    )
+    flush_interval_s: float = Field(
+        1.0, gt=0, le=60, description="Longest time a received message waits before it is durable and acknowledged."
+    )
+    idle_flush_s: float = Field(
+        0.2, ge=0, le=60, description="Flush earlier once no message arrived for this long (lower latency)."
+    )
+    max_batch_readings: int = Field(
+        100_000, ge=1, description="Flush as soon as this many readings are pending (bounds memory)."
+    )
+    validation: ValidationConfig = Field(default_factory=ValidationConfig, description="Input validation bounds.")
+    compaction: CompactionConfig = Field(default_factory=CompactionConfig, description="Small-file compaction.")
     metrics: MetricsEndpoint = Field(default_factory=_ingest_metrics, description="Ingest metrics endpoint.")
 
 

@@ -12,8 +12,10 @@ from typing import Annotated
 
 import typer
 
-from linewatch.core.config import ConfigError, LinewatchConfig, config_json_schema, load_config
+from linewatch.core.config import LinewatchConfig, config_json_schema
 from linewatch.core.version import __version__
+from linewatch.serving import cli_data
+from linewatch.serving.cli_common import ConfigOption, load_or_exit
 
 app = typer.Typer(
     name="linewatch",
@@ -24,16 +26,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Validate, show and describe the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="YAML configuration file (default: $LINEWATCH_CONFIG, else built-in defaults).",
-        dir_okay=False,
-    ),
-]
+cli_data.register(app)
 
 
 def _version_callback(value: bool) -> None:
@@ -50,15 +43,6 @@ def _root(
     ] = False,
 ) -> None:
     """linewatch command line."""
-
-
-def load_or_exit(path: Path | None) -> LinewatchConfig:
-    """Load the configuration or print every problem (key path: reason) and exit with status 2."""
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(code=2) from exc
 
 
 @config_app.command("check")
@@ -92,13 +76,37 @@ def config_show(config: ConfigOption = None) -> None:
     typer.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
 
 
+def _daemon_logging(cfg: LinewatchConfig) -> None:
+    from linewatch.core.logs import setup_logging
+
+    setup_logging(cfg.logging.level, cfg.logging.format, cfg.logging.levels)
+
+
+@app.command("ingest")
+def ingest(config: ConfigOption = None) -> None:
+    """Run the ingest daemon (MQTT -> Parquet store) until SIGTERM or Ctrl-C."""
+    from linewatch.core.lifecycle import StopEvent, install_signal_handlers
+    from linewatch.ingest.daemon import IngestDaemon
+
+    cfg = load_or_exit(config)
+    _daemon_logging(cfg)
+    stop = StopEvent()
+    restore = install_signal_handlers(stop)
+    try:
+        IngestDaemon(cfg, stop=stop).run()
+    finally:
+        restore()
+
+
 @app.command("demo")
 def demo(config: ConfigOption = None) -> None:
-    """Show linewatch working on this machine (grows as the pipeline lands)."""
+    """Run the pipeline end to end on this machine: broker, ingest, simulated plant with faults, stored data."""
+    from linewatch.serving.demo import run_demo
+
     cfg = load_or_exit(config)
-    typer.echo(f"linewatch {__version__} demo")
-    typer.echo(f"- configuration valid; data root {cfg.data_root}, broker {cfg.mqtt.host}:{cfg.mqtt.port}")
-    typer.echo("- the pipeline stages (ingest, train, serve) are not built yet; this demo grows as they land")
+    _daemon_logging(cfg)
+    typer.echo(f"linewatch {__version__} demo (configuration valid; state under {cfg.home})", err=True)
+    raise typer.Exit(code=run_demo(cfg))
 
 
 def main() -> None:
