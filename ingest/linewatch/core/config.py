@@ -126,11 +126,13 @@ def _serve_metrics() -> MetricsEndpoint:
 
 class Subscription(_Section):
     topic: str = Field(min_length=1, max_length=1024, description="MQTT topic filter to subscribe to.")
-    template: str = Field(
+    template: str | None = Field(
+        None,
         description=(
             "How topic levels map to names, e.g. 'plant/{site}/{asset}/{sensor}'. Needs {asset}; {sensor} is "
-            "required for decoders whose payload carries one value. Other {names} are matched and ignored."
-        )
+            "required for decoders whose payload carries one value. Other {names} are matched and ignored. "
+            "Not used by sparkplug_b, whose topic layout the specification fixes."
+        ),
     )
     decoder: DecoderName = Field("json_single", description="Payload decoder for messages on this filter.")
     qos: Literal[0, 1, 2] = Field(1, description="Subscription QoS; 1 or 2 for at-least-once delivery.")
@@ -150,6 +152,10 @@ class Subscription(_Section):
 
     @model_validator(mode="after")
     def _template_fields(self) -> Self:
+        if self.template is None:
+            if self.decoder != "sparkplug_b":
+                raise ValueError(f"decoder {self.decoder} needs a template")
+            return self
         fields = _TEMPLATE_FIELD_RE.findall(self.template)
         if "asset" not in fields:
             raise ValueError("template must contain {asset}")

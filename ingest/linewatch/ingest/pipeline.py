@@ -83,6 +83,8 @@ class MessageProcessor:
                     self._sparkplug = SparkplugDecoder(accept_missing_ts=self.policy.accept_missing_ts)
                 routes.append(_Route(strip_share(sub.topic), None, self._sparkplug))
             else:
+                if sub.template is None:  # the config validator requires one for every JSON decoder
+                    raise ValueError(f"subscription {sub.topic!r} with decoder {sub.decoder} needs a template")
                 routes.append(
                     _Route(strip_share(sub.topic), TopicTemplate(sub.template), make_decoder(sub.decoder, options))
                 )

@@ -216,3 +216,12 @@ def test_password_sources_and_masking(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_password_never_echoed_in_errors(tmp_path: Path) -> None:
     problems = _problems(tmp_path, {"mqtt": {"password": ["hunter2"], "port": "x"}})
     assert not any("hunter2" in p for p in problems)
+
+
+def test_sparkplug_needs_no_template_but_json_does(tmp_path: Path) -> None:
+    cfg = load_config(
+        _write(tmp_path, {"ingest": {"subscriptions": [{"topic": "spBv1.0/#", "decoder": "sparkplug_b"}]}})
+    )
+    assert cfg.ingest.subscriptions[0].template is None
+    problems = _problems(tmp_path, {"ingest": {"subscriptions": [{"topic": "a/+", "decoder": "json_record"}]}})
+    assert any(p.startswith("ingest.subscriptions.0") and "template" in p for p in problems)
