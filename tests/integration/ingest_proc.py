@@ -52,6 +52,7 @@ def write_config(tmp: Path, broker: MosquittoBroker, **ingest: Any) -> Path:
         },
         "logging": {"level": "INFO"},
     }
+    tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / "linewatch.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path

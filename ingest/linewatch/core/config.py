@@ -244,6 +244,85 @@ class ServeConfig(_Section):
     metrics: MetricsEndpoint = Field(default_factory=_serve_metrics, description="Serve metrics endpoint.")
 
 
+class WindowConfig(_Section):
+    length: int = Field(60, ge=4, le=10_000, description="Steps per window (window length = length x cadence).")
+    stride: int = Field(10, ge=1, le=10_000, description="Steps between consecutive training windows.")
+    max_gap_steps: int = Field(5, ge=0, description="Gaps up to this many steps are forward-filled (and masked).")
+    min_observed_fraction: float = Field(
+        0.8, gt=0, le=1, description="Windows with less observed data are not trained on (and flagged in serving)."
+    )
+
+
+class DetectorConfig(_Section):
+    name: str = Field("pca_t2q", description="Registered detector, e.g. pca_t2q, ecod, iforest, dense_ae, lstm_ae.")
+    params: dict[str, float | int | str | bool | None] = Field(
+        default_factory=dict, description="Hyper-parameters passed to the detector's constructor."
+    )
+
+
+class CalibrationConfig(_Section):
+    false_alarms_per_week: float | None = Field(
+        1.0,
+        gt=0,
+        description="Threshold from a false-alarm budget per asset per week at the group's cadence and stride.",
+    )
+    quantile: float | None = Field(
+        None, gt=0.5, lt=1, description="Threshold at this quantile of held-out normal scores instead of a budget."
+    )
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> Self:
+        if (self.false_alarms_per_week is None) == (self.quantile is None):
+            raise ValueError("set exactly one of false_alarms_per_week and quantile")
+        return self
+
+
+class TrainingConfig(_Section):
+    days: float | None = Field(
+        None, gt=0, description="Train on the most recent this many days of data; null uses everything stored."
+    )
+    holdout_fraction: float = Field(
+        0.25, gt=0, lt=0.9, description="Latest share of normal data held out for calibration and comparison."
+    )
+    labels_file: Path | None = Field(
+        None, description="Labels CSV (asset,start,end,kind,fault,sensors); labelled periods are not trained on."
+    )
+    seed: int = Field(0, description="Random seed; the same data and seed give the same model on one device.")
+
+
+class AssetGroupConfig(_Section):
+    name: str = Field(description="Group name; one model per group.", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    assets: list[str] = Field(
+        default_factory=lambda: ["*"], min_length=1, description="Asset names or shell patterns (e.g. 'pump-*')."
+    )
+    sensors: list[str] | None = Field(
+        None, description="Sensors to model; null: every sensor that passes the data-quality checks."
+    )
+    cadence_s: float = Field(1.0, gt=0, le=86_400, description="Resampling cadence, seconds.")
+    window: WindowConfig = Field(default_factory=WindowConfig, description="Windowing and gap filling.")
+    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Detector and its parameters.")
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig, description="Alarm threshold rule.")
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="Training data selection.")
+
+
+def _default_groups() -> list[AssetGroupConfig]:
+    return [AssetGroupConfig(name="default")]
+
+
+class ModelsConfig(_Section):
+    asset_groups: list[AssetGroupConfig] = Field(
+        default_factory=_default_groups, min_length=1, description="Groups of similar assets sharing one model."
+    )
+    keep_versions: int = Field(10, ge=2, description="Model versions kept per group (the champion is never removed).")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Self:
+        names = [g.name for g in self.asset_groups]
+        if len(set(names)) != len(names):
+            raise ValueError("asset group names must be unique")
+        return self
+
+
 class StorageConfig(_Section):
     root: Path | None = Field(
         None, description="Data directory holding raw/, quarantine/ and models/. Default: <home>/data."
@@ -276,6 +355,7 @@ class LinewatchConfig(BaseSettings):
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker connection.")
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Where data lives.")
     ingest: IngestConfig = Field(default_factory=IngestConfig, description="The ingest daemon.")
+    models: ModelsConfig = Field(default_factory=ModelsConfig, description="Asset groups and their models.")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="The scoring daemon.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log format and levels.")
 

@@ -1,0 +1,174 @@
+"""Classic multivariate statistical process control: PCA with Hotelling's T² and the Q (SPE) statistic.
+
+Design choice: every **time step's sensor vector is one sample**. Sensors on a running machine move together
+(load drives current, temperature and vibration), so the principal subspace of the per-step vectors is the
+"normal relation" between sensors; T² measures an unusual position inside that subspace (an unusual but
+consistent operating point) and Q the distance from it (a broken relation, e.g. one sensor drifting off).
+A window's score is the mean combined index over its last ``score_steps`` steps: recent enough to follow the
+machine, long enough to average out single-sample noise (the moving-window MSPC of the process literature).
+
+Combined index (Yue & Qin 2001 style), with limits taken from the training data itself rather than from
+chi-squared approximations that assume Gaussian data: ``phi = T²/T²_lim + Q/Q_lim`` where the limits are the
+``limit_quantile`` quantiles of the per-step statistics on training data.
+
+Attribution decomposes ``phi`` exactly: Q splits into squared per-sensor residuals, and T² = ||D^½ z||² with
+D = P Λ⁻¹ Pᵀ splits into the squared entries of D^½ z (the "complete decomposition" of Alcala & Qin 2009),
+so both parts are non-negative and the per-sensor contributions sum to the score.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from linewatch.models.base import Array, Detector, NotFittedError, Tensors, register_detector
+
+_EPS = 1e-12
+
+
+def select_components(eigenvalues: npt.NDArray[np.float64], variance: float, n_sensors: int) -> int:
+    """Smallest k whose components explain ``variance`` of the total, leaving at least one residual direction.
+
+    >>> select_components(np.array([3.0, 0.9, 0.1]), 0.95, 3)
+    2
+    """
+    total = float(eigenvalues.sum())
+    if total <= 0:
+        return 1
+    explained = np.cumsum(eigenvalues) / total
+    k = int(np.searchsorted(explained, variance - 1e-12) + 1)
+    return max(1, min(k, n_sensors - 1)) if n_sensors > 1 else 1
+
+
+def t2_q_parts(
+    Z: npt.NDArray[np.float64], components: npt.NDArray[np.float64], eigenvalues: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per-sample, per-sensor T² parts, squared residuals, and the reconstruction of standardised samples.
+
+    ``Z`` is ``(..., S)``; ``components`` ``(S, k)`` orthonormal; returns arrays shaped like ``Z``. The T² parts
+    sum over sensors to Hotelling's T² and the residual parts to Q.
+    """
+    scores = Z @ components
+    recon = scores @ components.T
+    residual = Z - recon
+    half = (components / np.sqrt(eigenvalues)) @ components.T  # D^½, symmetric
+    t2_parts = (Z @ half) ** 2
+    return t2_parts, residual**2, recon
+
+
+@register_detector
+class PcaT2Q(Detector):
+    """PCA on per-step sensor vectors; score = mean of T²/T²_lim + Q/Q_lim over the last steps of the window."""
+
+    name = "pca_t2q"
+
+    def __init__(
+        self,
+        *,
+        variance: float = 0.95,
+        n_components: int | None = None,
+        score_steps: int = 10,
+        limit_quantile: float = 0.99,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(seed=seed)
+        if not 0.0 < variance <= 1.0:
+            raise ValueError(f"variance must be in (0, 1], got {variance!r}")
+        if n_components is not None and (isinstance(n_components, bool) or n_components < 1):
+            raise ValueError(f"n_components must be a positive integer or None, got {n_components!r}")
+        if isinstance(score_steps, bool) or score_steps < 1:
+            raise ValueError(f"score_steps must be a positive integer, got {score_steps!r}")
+        if not 0.5 <= limit_quantile < 1.0:
+            raise ValueError(f"limit_quantile must be in [0.5, 1), got {limit_quantile!r}")
+        self.variance = float(variance)
+        self.n_components = None if n_components is None else int(n_components)
+        self.score_steps = int(score_steps)
+        self.limit_quantile = float(limit_quantile)
+        self.mean_: npt.NDArray[np.float64] | None = None
+        self.scale_: npt.NDArray[np.float64] | None = None
+        self.components_: npt.NDArray[np.float64] | None = None
+        self.eigenvalues_: npt.NDArray[np.float64] | None = None
+        self.t2_limit_: float | None = None
+        self.q_limit_: float | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **super().config(),
+            "variance": self.variance,
+            "n_components": self.n_components,
+            "score_steps": self.score_steps,
+            "limit_quantile": self.limit_quantile,
+        }
+
+    # -- hooks -------------------------------------------------------------------------------------------
+    def _fit(self, X: Array, X_val: Array | None) -> None:
+        del X_val  # nothing to tune early; the limits come from the training distribution
+        samples = X.reshape(-1, X.shape[2]).astype(np.float64)
+        mean = samples.mean(axis=0)
+        scale = samples.std(axis=0)
+        scale = np.where(scale > 1e-9, scale, 1.0)  # a constant sensor carries no correlation to model
+        Z = (samples - mean) / scale
+        cov = (Z.T @ Z) / max(len(Z) - 1, 1)
+        eigenvalues, vectors = np.linalg.eigh(cov)
+        order = np.argsort(eigenvalues)[::-1]
+        eigenvalues, vectors = np.clip(eigenvalues[order], 0.0, None), vectors[:, order]
+        n_sensors = X.shape[2]
+        k = self.n_components or select_components(eigenvalues, self.variance, n_sensors)
+        k = max(1, min(k, n_sensors - 1)) if n_sensors > 1 else 1
+        # Deterministic sign: the largest-magnitude loading of each component is positive.
+        signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(n_sensors)])
+        vectors = vectors * np.where(signs == 0, 1.0, signs)
+        components = np.ascontiguousarray(vectors[:, :k])
+        kept = np.maximum(eigenvalues[:k], _EPS * max(float(eigenvalues[0]), 1.0))
+        t2_parts, q_parts, _ = t2_q_parts(Z, components, kept)
+        self.mean_, self.scale_, self.components_, self.eigenvalues_ = mean, scale, components, kept
+        self.t2_limit_ = max(float(np.quantile(t2_parts.sum(axis=1), self.limit_quantile)), _EPS)
+        self.q_limit_ = max(float(np.quantile(q_parts.sum(axis=1), self.limit_quantile)), 1e-6)
+
+    def _parts(self, X: Array) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Per-sensor contributions to the combined index for the scored steps, and the full reconstruction."""
+        if self.mean_ is None or self.scale_ is None or self.components_ is None or self.eigenvalues_ is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted")
+        assert self.t2_limit_ is not None and self.q_limit_ is not None
+        steps = min(self.score_steps, X.shape[1])
+        Z = (X[:, -steps:, :].astype(np.float64) - self.mean_) / self.scale_
+        t2_parts, q_parts, recon = t2_q_parts(Z, self.components_, self.eigenvalues_)
+        contrib = t2_parts / self.t2_limit_ + q_parts / self.q_limit_
+        return contrib, recon * self.scale_ + self.mean_
+
+    def _score(self, X: Array) -> npt.NDArray[Any]:
+        contrib, _ = self._parts(X)
+        return np.asarray(contrib.sum(axis=2).mean(axis=1), dtype=np.float64)
+
+    def _contrib(self, X: Array) -> npt.NDArray[Any]:
+        contrib, _ = self._parts(X)
+        return np.asarray(contrib.mean(axis=1), dtype=np.float64)
+
+    def _expected(self, X: Array) -> npt.NDArray[Any]:
+        _, recon = self._parts(X)
+        return recon[:, -1, :]
+
+    def _get_state(self) -> tuple[Tensors, dict[str, Any]]:
+        if self.mean_ is None or self.scale_ is None or self.components_ is None or self.eigenvalues_ is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted")
+        tensors: Tensors = {
+            "mean": self.mean_,
+            "scale": self.scale_,
+            "components": self.components_,
+            "eigenvalues": self.eigenvalues_,
+            "limits": np.array([self.t2_limit_, self.q_limit_], dtype=np.float64),
+        }
+        return tensors, {"n_components": int(self.components_.shape[1])}
+
+    def _set_state(self, tensors: Tensors, meta: dict[str, Any]) -> None:
+        components = np.asarray(tensors["components"], dtype=np.float64)
+        if components.shape != (int(meta["n_sensors"]), int(meta["n_components"])):
+            raise ValueError(f"PCA components shaped {components.shape} do not match the saved metadata")
+        self.mean_ = np.asarray(tensors["mean"], dtype=np.float64)
+        self.scale_ = np.asarray(tensors["scale"], dtype=np.float64)
+        self.components_ = components
+        self.eigenvalues_ = np.asarray(tensors["eigenvalues"], dtype=np.float64)
+        limits = np.asarray(tensors["limits"], dtype=np.float64)
+        self.t2_limit_, self.q_limit_ = float(limits[0]), float(limits[1])

@@ -1,0 +1,318 @@
+"""Training one asset group: store -> quality check -> windows -> detector -> calibration -> bundle -> registry.
+
+The newest ``holdout_fraction`` of each asset's time span is never trained on: its normal windows set the
+threshold, and the same held-out windows compare the new model with the champion, so a model is promoted
+only if it is no worse on identical data.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import importlib.metadata
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from linewatch.core.config import AssetGroupConfig
+from linewatch.ingest.labels import FaultLabel
+from linewatch.ingest.reader import list_assets, scan_readings, to_wide
+from linewatch.models import detectors as _detectors  # noqa: F401  (registers every detector)
+from linewatch.models.base import make_detector
+from linewatch.models.bundle import write_bundle
+from linewatch.models.calibration import Calibrator
+from linewatch.models.model import Model
+from linewatch.models.quality import render_text, summarise, usable_sensors
+from linewatch.models.registry import Registry
+from linewatch.models.windows import Preprocessor, Windows, WindowSpec, exclude_labelled, in_labels, label_windows
+
+log = logging.getLogger(__name__)
+
+Say = Callable[[str], None]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot produce a trustworthy model from this data; the message says what is missing."""
+
+
+@dataclass
+class TrainReport:
+    group: str
+    assets: list[str]
+    sensors: list[str]
+    excluded: dict[str, str]
+    quality_text: str
+    metrics: dict[str, float]
+    version: str | None = None
+    promoted: bool = False
+    decision: str = ""
+    champion_metrics: dict[str, float] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _AssetData:
+    asset: str
+    train: pl.DataFrame
+    holdout: pl.DataFrame
+
+
+def window_spec(group: AssetGroupConfig) -> WindowSpec:
+    w = group.window
+    return WindowSpec(
+        cadence_s=group.cadence_s,
+        length=w.length,
+        stride=w.stride,
+        max_gap_steps=w.max_gap_steps,
+        min_observed_fraction=w.min_observed_fraction,
+    )
+
+
+def select_assets(available: Sequence[str], patterns: Sequence[str]) -> list[str]:
+    return sorted(a for a in available if any(fnmatch.fnmatchcase(a, p) for p in patterns))
+
+
+def fingerprint(frame: pl.DataFrame) -> str:
+    """A cheap identity of the training data (same readings -> same fingerprint for one polars version)."""
+    digest = hashlib.sha256()
+    digest.update(str(frame.shape).encode())
+    digest.update(str(int(frame.hash_rows(seed=0).sum())).encode() if frame.height else b"empty")
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for name in ("linewatch", "numpy", "scipy", "polars", "pyarrow", "scikit-learn", "pyod", "torch", "tsfresh"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def _concat(parts: list[Windows]) -> Windows:
+    first = parts[0]
+    return Windows(
+        X=np.concatenate([p.X for p in parts]),
+        mask=np.concatenate([p.mask for p in parts]),
+        raw=np.concatenate([p.raw for p in parts]),
+        last_raw=np.concatenate([p.last_raw for p in parts]),
+        end_ts=np.concatenate([p.end_ts for p in parts]),
+        coverage=np.concatenate([p.coverage for p in parts]),
+        sensors=first.sensors,
+        spec=first.spec,
+    )
+
+
+def holdout_metrics(
+    model: Model, holdout: list[tuple[str, pl.DataFrame]], labels: Sequence[FaultLabel]
+) -> dict[str, float]:
+    """False-alarm rate on normal held-out windows and, where faults were labelled, event recall."""
+    normal_alarms = normal_total = 0
+    detected = faults = 0
+    for asset, wide in holdout:
+        windows = model.preprocessor.transform(wide)
+        if len(windows) == 0:
+            continue
+        scored = model.score(windows)
+        tagged = label_windows(windows.end_ts, labels, asset)
+        alarm = (scored.anomaly_score >= 1.0) & scored.valid
+        normal = tagged.index < 0
+        normal_alarms += int(alarm[normal].sum())
+        normal_total += int(normal.sum())
+        for i, label in enumerate(tagged.labels):
+            if label.kind in ("machine_fault", "sensor_fault") and (tagged.index == i).any():
+                faults += 1
+                detected += int(alarm[tagged.index == i].any())
+    metrics = {"holdout_normal_windows": float(normal_total)}
+    metrics["false_alarm_rate"] = normal_alarms / normal_total if normal_total else 0.0
+    if faults:
+        metrics["event_recall"] = detected / faults
+        metrics["holdout_faults"] = float(faults)
+    return metrics
+
+
+def comparison_score(metrics: dict[str, float]) -> float:
+    """One number for "no worse than the champion": recall (when faults are labelled) minus false-alarm rate."""
+    return metrics.get("event_recall", 0.0) - metrics["false_alarm_rate"]
+
+
+def train_group(
+    root: Path,
+    group: AssetGroupConfig,
+    registry: Registry,
+    *,
+    labels: Sequence[FaultLabel] = (),
+    end: datetime | None = None,
+    promote: str = "if_better",
+    say: Say | None = None,
+) -> TrainReport:
+    """Train, bundle and register a model for one asset group; promote per ``promote`` (if_better/always/never)."""
+    emit = say or (lambda text: log.info("%s", text))
+    spec = window_spec(group)
+    assets = select_assets(list_assets(root), group.assets)
+    if not assets:
+        raise TrainingError(f"asset group {group.name!r}: no stored asset matches {group.assets}")
+    start = None if group.training.days is None or end is None else end - timedelta(days=group.training.days)
+    readings = scan_readings(root, assets, start, end).collect()
+    if readings.height == 0:
+        raise TrainingError(f"asset group {group.name!r}: no readings in the selected period")
+    if group.training.days is not None and end is None:
+        newest = readings["ts"].max()
+        assert isinstance(newest, datetime)
+        readings = readings.filter(pl.col("ts") >= newest - timedelta(days=group.training.days))
+    emit(f"group {group.name}: {readings.height:,} readings of {len(assets)} assets ({', '.join(assets)})")
+
+    report = summarise(readings, group.cadence_s)
+    usable, excluded = usable_sensors(report)
+    if group.sensors is not None:
+        missing = [s for s in group.sensors if s not in usable]
+        if missing:
+            raise TrainingError(f"configured sensors unusable or absent: {', '.join(missing)} ({excluded})")
+        sensors = list(group.sensors)
+    else:
+        sensors = sorted(usable)
+    if not sensors:
+        raise TrainingError(f"asset group {group.name!r}: no usable sensors ({excluded})")
+    quality_text = render_text(report, excluded)
+    emit(quality_text)
+
+    per_asset = _split(readings, assets, sensors, spec, group.training.holdout_fraction)
+    train_wide = pl.concat([a.train for a in per_asset if a.train.height])
+    exclude = np.concatenate(
+        [in_labels(a.train["ts"].to_numpy(), labels, a.asset, spec.length * spec.cadence_s) for a in per_asset]
+    )
+    pre = Preprocessor(spec).fit(train_wide, sensors, exclude=exclude)
+
+    train_parts = []
+    for a in per_asset:
+        windows = exclude_labelled(pre.transform(a.train), labels, a.asset)
+        train_parts.append(windows.select(windows.valid))
+    train = _concat([w for w in train_parts if len(w)] or train_parts)
+    if len(train) < 20:
+        raise TrainingError(f"asset group {group.name!r}: only {len(train)} usable training windows (need 20)")
+    emit(f"training {group.detector.name} on {len(train):,} windows of {spec.length} steps x {len(sensors)} sensors")
+    detector = make_detector(group.detector.name, seed=group.training.seed, **group.detector.params)
+    detector.fit(train.X)
+
+    holdout_normal = []
+    for a in per_asset:
+        windows = exclude_labelled(pre.transform(a.holdout), labels, a.asset)
+        holdout_normal.append(windows.select(windows.valid))
+    normal = [w for w in holdout_normal if len(w)]
+    if not normal or sum(len(w) for w in normal) < 50:
+        raise TrainingError(f"asset group {group.name!r}: fewer than 50 held-out normal windows to calibrate on")
+    held = _concat(normal)
+    scores = detector.decision_function(held.X)
+    cal = group.calibration
+    windows_per_week = 7 * 86400 / (spec.stride * spec.cadence_s)
+    calibrator = Calibrator.fit(
+        scores,
+        quantile=cal.quantile,
+        false_alarms_per_week=cal.false_alarms_per_week,
+        windows_per_week=windows_per_week if cal.false_alarms_per_week is not None else None,
+    )
+    model = Model(group=group.name, version="candidate", preprocessor=pre, detector=detector, calibrator=calibrator)
+    holdout_frames = [(a.asset, a.holdout) for a in per_asset if a.holdout.height]
+    metrics = holdout_metrics(model, holdout_frames, labels)
+    metrics.update({"train_windows": float(len(train)), "calibration_windows": float(len(held))})
+    out = TrainReport(group.name, assets, sensors, excluded, quality_text, metrics)
+
+    manifest, tensors = model.to_bundle(
+        {
+            "assets": assets,
+            "excluded_sensors": excluded,
+            "quality": report.to_dict(),
+            "feature_spec": None,
+            "training": {
+                "data_fingerprint": fingerprint(readings),
+                "first_ts": str(readings["ts"].min()),
+                "last_ts": str(readings["ts"].max()),
+                "labels_used": len([lb for lb in labels if lb.asset in assets]),
+                "seed": group.training.seed,
+            },
+            "metrics": metrics,
+            "library_versions": library_versions(),
+        }
+    )
+    staging = registry.group_dir(group.name) / f".new-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+    write_bundle(staging, manifest, tensors)
+    out.version = registry.add(group.name, staging)
+    out.promoted, out.decision, out.champion_metrics = _decide(
+        registry, group.name, out, holdout_frames, labels, promote
+    )
+    if out.promoted:
+        registry.promote(group.name, out.version, reason=out.decision)
+    return out
+
+
+def _split(
+    readings: pl.DataFrame, assets: list[str], sensors: list[str], spec: WindowSpec, holdout_fraction: float
+) -> list[_AssetData]:
+    out = []
+    cadence_us = spec.cadence_us
+    for asset in assets:
+        mine = readings.filter(pl.col("asset") == asset)
+        if mine.height == 0:
+            continue
+        epoch_us = mine["ts"].dt.epoch("us").to_numpy()
+        first = int(epoch_us.min()) // cadence_us * cadence_us
+        last = int(epoch_us.max()) // cadence_us * cadence_us
+        cut = first + int((last - first) * (1 - holdout_fraction)) // cadence_us * cadence_us
+        wide = to_wide(mine, first, last, cadence_us, sensors=sensors, max_gap=spec.max_gap_steps)
+        ts_us = wide["ts"].dt.epoch("us")
+        out.append(_AssetData(asset, wide.filter(ts_us < cut), wide.filter(ts_us >= cut)))
+    return out
+
+
+def _decide(
+    registry: Registry,
+    group: str,
+    report: TrainReport,
+    holdout: list[tuple[str, pl.DataFrame]],
+    labels: Sequence[FaultLabel],
+    promote: str,
+) -> tuple[bool, str, dict[str, float] | None]:
+    if promote == "never":
+        return False, "not promoted (--no-promote)", None
+    if promote == "always" or registry.champion(group) is None:
+        return True, "first model of the group" if promote != "always" else "promoted by request", None
+    try:
+        manifest, tensors, version = registry.load_champion(group)
+        champion = Model.from_bundle(manifest, tensors, version)
+        champion.check_sensors(report.sensors)
+        champ_metrics = holdout_metrics(champion, holdout, labels)
+    except Exception as exc:  # an unusable champion is replaced by a working model
+        return True, f"champion unusable on this data ({type(exc).__name__}: {str(exc)[:120]})", None
+    ours, theirs = comparison_score(report.metrics), comparison_score(champ_metrics)
+    if ours >= theirs - 1e-12:
+        return (
+            True,
+            f"no worse than champion {version} on the same held-out data ({ours:.4f} >= {theirs:.4f})",
+            champ_metrics,
+        )
+    return (
+        False,
+        f"kept champion {version}: it is better on the same held-out data ({theirs:.4f} > {ours:.4f})",
+        champ_metrics,
+    )
+
+
+def describe(report: TrainReport) -> dict[str, Any]:
+    """JSON-able summary for the CLI and logs."""
+    return {
+        "group": report.group,
+        "version": report.version,
+        "promoted": report.promoted,
+        "decision": report.decision,
+        "sensors": report.sensors,
+        "excluded_sensors": report.excluded,
+        "metrics": report.metrics,
+        "champion_metrics": report.champion_metrics,
+    }

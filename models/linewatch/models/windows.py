@@ -1,0 +1,404 @@
+"""Windows: the preprocessing saved in every model bundle and replayed exactly in serving.
+
+A wide frame (one row per cadence step, a column per sensor and ``<sensor>:observed`` masks, see
+:func:`linewatch.ingest.reader.wide_frame`) becomes sliding windows ``(n, L, S)``: gaps are filled forward from
+the last *observed* value for at most ``max_gap_steps`` steps (longer gaps stay gaps, so a silent sensor is not
+disguised as a flat line), values are robust-scaled with statistics learned on training data only, and what is
+still missing becomes 0, the training median. Detectors see only ``X``; health checks see ``raw`` (engineering
+units, NaN wherever the sensor did not report) because a filled value would look like a stuck sensor.
+
+Windows are numpy views over one scaled copy of the series (``sliding_window_view``), read-only, so a training
+set of long windows with stride 1 costs the memory of the series, not ``L`` times it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final, Self
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from linewatch.ingest.labels import FaultLabel
+from linewatch.ingest.reader import observed_column, wide_frame
+
+F64 = npt.NDArray[np.float64]
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_US: Final = timedelta(microseconds=1)
+#: Gaussian-consistency constants: IQR / 1.349 and MAD * 1.4826 estimate the standard deviation of normal data.
+IQR_TO_SIGMA: Final = 1.349
+MAD_TO_SIGMA: Final = 1.4826
+#: Scale floor relative to |median| and absolute: a near-constant sensor must not turn noise into huge values.
+REL_SCALE_FLOOR: Final = 1e-3
+ABS_SCALE_FLOOR: Final = 1e-6
+
+
+class MissingSensorsError(ValueError):
+    """The frame lacks sensors the preprocessing was fitted on; ``missing`` names them."""
+
+    def __init__(self, missing: Sequence[str]) -> None:
+        self.missing = tuple(missing)
+        super().__init__(f"sensors missing from the data: {', '.join(self.missing)}")
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSpec:
+    """How series are cut into windows. Stored in the bundle; serving must use the same one."""
+
+    cadence_s: float
+    length: int
+    stride: int = 1
+    max_gap_steps: int = 0
+    min_observed_fraction: float = 0.8
+
+    def __post_init__(self) -> None:
+        if self.cadence_s <= 0 or timedelta(seconds=self.cadence_s) // _US <= 0:
+            raise ValueError(f"cadence_s must be positive, got {self.cadence_s}")
+        if self.length < 1 or self.stride < 1 or self.max_gap_steps < 0:
+            raise ValueError("length and stride must be >= 1 and max_gap_steps >= 0")
+        if not 0.0 <= self.min_observed_fraction <= 1.0:
+            raise ValueError("min_observed_fraction must be in [0, 1]")
+
+    @property
+    def cadence(self) -> timedelta:
+        return timedelta(seconds=self.cadence_s)
+
+    @property
+    def cadence_us(self) -> int:
+        return self.cadence // _US
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WindowSpec:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """A batch of windows. ``X`` feeds detectors; ``raw``/``mask``/``last_raw`` feed health checks and alerts.
+
+    ``coverage`` is, per window, the smallest share over sensors of steps that hold a value (observed or filled
+    within the bound); ``valid`` compares it with the spec (training drops invalid windows, serving flags them).
+    """
+
+    X: npt.NDArray[np.float32]  # (n, L, S) scaled, gaps 0
+    mask: npt.NDArray[np.bool_]  # (n, L, S) True where observed
+    raw: F64  # (n, L, S) engineering units, NaN where not observed
+    last_raw: F64  # (n, S) last step in engineering units, filled within the bound, else NaN
+    end_ts: npt.NDArray[np.datetime64]  # (n,) datetime64[us] (UTC) of each window's last step
+    coverage: F64  # (n,)
+    sensors: tuple[str, ...]
+    spec: WindowSpec
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def valid(self) -> npt.NDArray[np.bool_]:
+        return self.coverage >= self.spec.min_observed_fraction
+
+    def select(self, keep: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> Windows:
+        """Windows at ``keep`` (boolean mask or indices); copies, as numpy fancy indexing must."""
+        arrays: dict[str, Any] = {
+            n: getattr(self, n)[keep] for n in ("X", "mask", "raw", "last_raw", "end_ts", "coverage")
+        }
+        return replace(self, **arrays)
+
+
+def _to_us(ts: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    arr = np.asarray(ts)
+    if np.issubdtype(arr.dtype, np.datetime64):
+        return arr.astype("datetime64[us]").astype(np.int64)
+    return arr.astype(np.int64)
+
+
+def _label_us(when: datetime) -> int:
+    return (when - _EPOCH) // _US
+
+
+def bounded_fill(values: npt.ArrayLike, observed: npt.ArrayLike, max_gap: int) -> F64:
+    """Fill missing cells (NaN) from the last *observed* value at most ``max_gap`` steps back.
+
+    Cells already holding a value are kept, so filling a frame the reader already filled with the same bound
+    changes nothing (idempotent), and a frame's first rows keep values the reader filled from before it.
+    """
+    vals = np.array(values, dtype=np.float64)
+    obs = np.asarray(observed, dtype=bool)
+    if vals.ndim != 2 or obs.shape != vals.shape:
+        raise ValueError(f"values and observed must be (T, S) of equal shape, got {vals.shape} and {obs.shape}")
+    if max_gap == 0 or vals.shape[0] == 0:
+        return vals
+    t = np.arange(vals.shape[0])[:, None]
+    last = np.maximum.accumulate(np.where(obs, t, -1), axis=0)
+    cols = np.broadcast_to(np.arange(vals.shape[1]), vals.shape)
+    source = vals[np.maximum(last, 0), cols]
+    fill = np.isnan(vals) & (last >= 0) & (t - last <= max_gap)
+    vals[fill] = source[fill]
+    return vals
+
+
+def make_windows(
+    values: npt.ArrayLike,
+    observed: npt.ArrayLike,
+    ts: npt.ArrayLike,
+    spec: WindowSpec,
+    *,
+    center: npt.ArrayLike | None = None,
+    scale: npt.ArrayLike | None = None,
+    sensors: Sequence[str] | None = None,
+) -> Windows:
+    """Cut a ``(T, S)`` series into sliding windows (pure numpy; views, not copies).
+
+    Windows are anchored at the **end**: the last window ends at the last row, so serving's newest window
+    always holds the newest data; earlier ones step back by ``stride``. Fewer than ``length`` rows give zero
+    windows. Without ``center``/``scale`` the values are not scaled.
+    """
+    obs = np.asarray(observed, dtype=bool)
+    filled = bounded_fill(values, obs, spec.max_gap_steps)
+    n_steps, n_sensors = filled.shape
+    ts_us = _to_us(ts)
+    if ts_us.shape != (n_steps,):
+        raise ValueError(f"ts must be shaped ({n_steps},), got {ts_us.shape}")
+    c = np.zeros(n_sensors) if center is None else np.asarray(center, dtype=np.float64)
+    s = np.ones(n_sensors) if scale is None else np.asarray(scale, dtype=np.float64)
+    scaled = np.nan_to_num((filled - c) / s, nan=0.0).astype(np.float32)
+    raw = np.where(obs, filled, np.nan)
+    have = (~np.isnan(filled)).astype(np.float64)
+    names = tuple(sensors) if sensors is not None else tuple(f"s{i}" for i in range(n_sensors))
+    length = spec.length
+    first = (n_steps - length) % spec.stride if n_steps >= length else 0
+
+    def view(arr: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        if n_steps < length:
+            return np.zeros((0, length, n_sensors), dtype=arr.dtype)
+        return np.lib.stride_tricks.sliding_window_view(arr, length, axis=0)[first :: spec.stride].transpose(0, 2, 1)
+
+    ends = np.arange(first + length - 1, n_steps, spec.stride)
+    # Coverage by cumulative sums: O(T*S) instead of summing every (L, S) window.
+    cum = np.vstack([np.zeros((1, n_sensors)), np.cumsum(have, axis=0)])
+    coverage = ((cum[ends + 1] - cum[ends + 1 - length]) / length).min(axis=1) if n_sensors else np.ones(len(ends))
+    return Windows(
+        X=view(scaled),
+        mask=view(obs),
+        raw=view(raw),
+        last_raw=filled[ends],
+        end_ts=ts_us[ends].astype("datetime64[us]"),
+        coverage=coverage,
+        sensors=names,
+        spec=spec,
+    )
+
+
+def robust_scale(values: F64, median: float) -> float:
+    """IQR/1.349, else MAD*1.4826, else the std (for mostly-constant data), floored.
+
+    The floor ``max(1e-3 * |median|, 1e-6)`` keeps a constant or quantised sensor from turning its last digit
+    of noise into scaled values of thousands, which would dominate every detector.
+    """
+    q1, q3 = np.percentile(values, [25.0, 75.0])
+    scale = float(q3 - q1) / IQR_TO_SIGMA
+    if scale <= 0:
+        scale = float(np.median(np.abs(values - median))) * MAD_TO_SIGMA
+    if scale <= 0:
+        scale = float(np.std(values))
+    return max(scale, REL_SCALE_FLOOR * abs(median), ABS_SCALE_FLOOR)
+
+
+def _longest_repeat(values: F64) -> int:
+    """Longest run of exactly equal consecutive values (1 when nothing repeats)."""
+    if values.size == 0:
+        return 0
+    breaks = np.flatnonzero(np.diff(values) != 0)
+    bounds = np.concatenate([[-1], breaks, [values.size - 1]])
+    return int(np.diff(bounds).max())
+
+
+@dataclass(frozen=True, slots=True)
+class SensorStats:
+    """Per-sensor training statistics, each an array ``(S,)`` in sensor order (engineering units)."""
+
+    median: F64
+    scale: F64
+    p001: F64  # 0.1th percentile of observed training values
+    p999: F64  # 99.9th percentile
+    min: F64
+    max: F64
+    std: F64
+    diff_scale: F64  # robust scale of first differences between consecutive observed steps
+    change_fraction: F64  # share of consecutive observed steps whose value changed
+    max_repeat: F64  # longest run of an exactly repeated value in training
+    observed_rate: F64  # share of training steps with a reading (a slow sensor reports every few steps)
+
+    @classmethod
+    def from_series(cls, values: F64, observed: npt.NDArray[np.bool_], sensors: Sequence[str]) -> SensorStats:
+        rows: list[tuple[Any, ...]] = []
+        for j, name in enumerate(sensors):
+            v = values[observed[:, j], j]
+            if v.size == 0:
+                raise ValueError(f"sensor {name!r} has no observed training data")
+            med = float(np.median(v))
+            scale = robust_scale(v, med)
+            pair = observed[1:, j] & observed[:-1, j]
+            d = np.diff(values[:, j])[pair]
+            dscale = max(robust_scale(d, float(np.median(d))), 1e-3 * scale) if d.size else scale
+            p001, p999 = np.percentile(v, [0.1, 99.9])
+            changed = float(np.mean(d != 0)) if d.size else 0.0
+            extremes, rate = (v.min(), v.max(), v.std()), observed[:, j].mean()
+            rows.append((med, scale, p001, p999, *extremes, dscale, changed, _longest_repeat(v), rate))
+        return cls(*np.asarray(rows, dtype=np.float64).reshape(-1, len(fields(cls))).T)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {f.name: [float(x) for x in getattr(self, f.name)] for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list[float]]) -> SensorStats:
+        return cls(**{f.name: np.asarray(data[f.name], dtype=np.float64) for f in fields(cls)})
+
+
+def in_labels(
+    ts: npt.ArrayLike, labels: Sequence[FaultLabel], asset: str, margin_s: float = 0.0, span_us: int = 0
+) -> npt.NDArray[np.bool_]:
+    """True where ``[ts, ts + span_us)`` overlaps a label of ``asset`` widened by ``margin_s`` on both sides."""
+    t = _to_us(ts)
+    hit = np.zeros(t.shape, dtype=bool)
+    margin = round(margin_s * 1e6)
+    for label in labels:
+        if label.asset == asset:
+            lo, hi = _label_us(label.start) - margin, _label_us(label.end) + margin
+            hit |= (t < hi) & (t + max(span_us, 1) > lo)
+    return hit
+
+
+@dataclass(slots=True)
+class Preprocessor:
+    """Robust per-sensor scaling plus the window spec: ``fit`` on training data, ``transform`` anywhere."""
+
+    spec: WindowSpec
+    sensors_: tuple[str, ...] = ()
+    stats_: SensorStats | None = field(default=None)
+
+    def fit(self, wide: pl.DataFrame, sensors: Sequence[str], *, exclude: npt.ArrayLike | None = None) -> Self:
+        """Learn scaling and training ranges from observed values only (filled ones would fake flat lines).
+
+        ``exclude`` (bool per row) leaves rows out, e.g. :func:`in_labels` of maintenance and fault windows.
+        """
+        values, observed, _ = _columns(wide, sensors)
+        if exclude is not None:
+            observed = observed & ~np.asarray(exclude, dtype=bool)[:, None]
+        self.sensors_ = tuple(sensors)
+        self.stats_ = SensorStats.from_series(values, observed, self.sensors_)
+        return self
+
+    @property
+    def stats(self) -> SensorStats:
+        if self.stats_ is None:
+            raise RuntimeError("Preprocessor is not fitted")
+        return self.stats_
+
+    def transform(self, wide: pl.DataFrame) -> Windows:
+        """Windows of ``wide`` (extra columns ignored); raises :class:`MissingSensorsError` naming the gaps."""
+        stats = self.stats
+        values, observed, ts = _columns(wide, self.sensors_)
+        return make_windows(
+            values, observed, ts, self.spec, center=stats.median, scale=stats.scale, sensors=self.sensors_
+        )
+
+    def inverse(self, values_scaled: npt.ArrayLike, sensor_idx: int | npt.ArrayLike | None = None) -> F64:
+        """Scaled values (last axis = sensors, or ``sensor_idx`` selecting them) back to engineering units."""
+        stats = self.stats
+        idx: Any = slice(None) if sensor_idx is None else sensor_idx
+        return np.asarray(np.asarray(values_scaled, dtype=np.float64) * stats.scale[idx] + stats.median[idx])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "spec": self.spec.to_dict(),
+            "sensors": list(self.sensors_),
+            "stats": self.stats.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessor:
+        if data.get("version") != 1:
+            raise ValueError(f"unsupported preprocessor version {data.get('version')!r}")
+        return cls(WindowSpec.from_dict(data["spec"]), tuple(data["sensors"]), SensorStats.from_dict(data["stats"]))
+
+
+def _columns(wide: pl.DataFrame, sensors: Sequence[str]) -> tuple[F64, npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    """Values ``(T, S)``, observed ``(T, S)`` and ts in µs. Without mask columns, non-null counts as observed."""
+    missing = [s for s in sensors if s not in wide.columns]
+    if missing:
+        raise MissingSensorsError(missing)
+    if not sensors:
+        raise ValueError("no sensors given")
+    values = wide.select(pl.col(s).cast(pl.Float64) for s in sensors).to_numpy().astype(np.float64)
+    masks = (
+        pl.col(observed_column(s)) if observed_column(s) in wide.columns else pl.col(s).is_not_null() for s in sensors
+    )
+    observed = wide.select(m.fill_null(False) for m in masks).to_numpy().astype(bool) & ~np.isnan(values)
+    ts = wide.get_column("ts").dt.epoch("us").to_numpy().astype(np.int64)
+    return values, observed, ts
+
+
+def windows_from_store(
+    root: Path, asset: str, start: datetime, end: datetime, preprocessor: Preprocessor, spec: WindowSpec | None = None
+) -> Windows:
+    """Windows of ``asset`` over ``[start, end)`` read from the raw store with the bundle's preprocessing."""
+    spec = spec or preprocessor.spec
+    if spec != preprocessor.spec:
+        preprocessor = Preprocessor(spec, preprocessor.sensors_, preprocessor.stats)
+    wide = wide_frame(
+        root, asset, start, end, spec.cadence, sensors=list(preprocessor.sensors_), max_gap=spec.max_gap_steps
+    )
+    return preprocessor.transform(wide)
+
+
+def exclude_labelled(
+    windows: Windows, labels: Sequence[FaultLabel], asset: str, margin_s: float | None = None
+) -> Windows:
+    """Drop windows overlapping any label of ``asset`` (faults *and* maintenance): training sees normal data only.
+
+    A window covers ``[end - (L-1)*cadence, end + cadence)``. ``margin_s`` widens every label on both sides
+    (default: one window's duration), since degradation starts before anyone labels it and a machine settles
+    after maintenance.
+    """
+    spec = windows.spec
+    duration_us = spec.length * spec.cadence_us
+    margin = duration_us / 1e6 if margin_s is None else margin_s
+    starts = _to_us(windows.end_ts) - (spec.length - 1) * spec.cadence_us
+    hit = in_labels(starts, labels, asset, margin, span_us=duration_us)
+    return windows if not hit.any() else windows.select(~hit)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowLabels:
+    """Per-window ground truth for evaluation: ``index[i]`` points into ``labels`` (-1: normal)."""
+
+    labels: tuple[FaultLabel, ...]
+    index: npt.NDArray[np.int64]
+
+    @property
+    def kinds(self) -> npt.NDArray[np.str_]:
+        names = np.array(["normal", *(lb.kind for lb in self.labels)])
+        return names[self.index + 1]
+
+    @property
+    def is_fault(self) -> npt.NDArray[np.bool_]:
+        """Machine or sensor fault (maintenance is neither normal nor a fault: evaluation may skip it)."""
+        return np.isin(self.kinds, ["machine_fault", "sensor_fault"])
+
+
+def label_windows(end_ts: npt.ArrayLike, labels: Sequence[FaultLabel], asset: str) -> WindowLabels:
+    """Which label (of ``asset``) holds each window's last step; the latest-starting one where labels overlap."""
+    t = _to_us(end_ts)
+    mine = tuple(sorted((lb for lb in labels if lb.asset == asset), key=lambda lb: lb.start))
+    index = np.full(t.shape, -1, dtype=np.int64)
+    for i, label in enumerate(mine):
+        index[(t >= _label_us(label.start)) & (t < _label_us(label.end))] = i
+    return WindowLabels(mine, index)

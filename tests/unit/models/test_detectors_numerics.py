@@ -1,0 +1,92 @@
+"""Pure numerics behind the detectors, checked with literal arrays and against reference implementations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from linewatch.models.detectors.autoencoder import ConvAutoencoder, DenseAutoencoder
+from linewatch.models.detectors.lstm import LstmAutoencoder
+from linewatch.models.detectors.pca import PcaT2Q, select_components, t2_q_parts
+from linewatch.models.detectors.pyod_features import (
+    EcodDetector,
+    IForestDetector,
+    SummaryFeatures,
+    _BatchIndependentEcod,
+)
+
+
+def test_select_components_by_variance() -> None:
+    eig = np.array([3.0, 0.9, 0.1])
+    assert select_components(eig, 0.95, 3) == 2
+    assert select_components(eig, 0.70, 3) == 1
+    assert select_components(eig, 1.0, 3) == 2  # always leave one residual direction for Q
+    assert select_components(np.array([1.0]), 0.95, 1) == 1
+
+
+def test_t2_and_q_parts_sum_to_the_classic_statistics() -> None:
+    components = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    eigenvalues = np.array([4.0, 1.0])
+    z = np.array([[2.0, 1.0, 3.0]])
+    t2, q, recon = t2_q_parts(z, components, eigenvalues)
+    np.testing.assert_allclose(t2, [[1.0, 1.0, 0.0]])  # 2²/4 + 1²/1, split per sensor
+    np.testing.assert_allclose(q, [[0.0, 0.0, 9.0]])
+    np.testing.assert_allclose(recon, [[2.0, 1.0, 0.0]])
+    rng = np.random.default_rng(0)
+    basis, _ = np.linalg.qr(rng.normal(size=(5, 5)))
+    comps, lam = basis[:, :3], np.array([5.0, 2.0, 0.5])
+    x = rng.normal(size=(4, 5))
+    t2, q, _ = t2_q_parts(x, comps, lam)
+    scores = x @ comps
+    np.testing.assert_allclose(t2.sum(axis=1), (scores**2 / lam).sum(axis=1))
+    np.testing.assert_allclose(q.sum(axis=1), ((x - scores @ comps.T) ** 2).sum(axis=1))
+    assert (t2 >= 0).all()
+
+
+def test_pca_contributions_add_up_to_the_score() -> None:
+    rng = np.random.default_rng(1)
+    X = (rng.normal(size=(50, 12, 1)) * [1.0, -1.0, 0.5] + 0.1 * rng.normal(size=(50, 12, 3))).astype(np.float32)
+    det = PcaT2Q(score_steps=4).fit(X)
+    np.testing.assert_allclose(det._contrib(X).sum(axis=1), det.decision_function(X))
+
+
+def test_summary_features_literal() -> None:
+    X = np.array([[[0.0, 5.0], [1.0, 5.0], [2.0, 5.0], [5.0, 5.0]]], dtype=np.float32)
+    ext = SummaryFeatures(2)
+    feats = ext.transform(X)
+    np.testing.assert_array_equal(ext.feature_sensors, [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    std0 = np.std([0.0, 1.0, 2.0, 5.0])
+    np.testing.assert_allclose(feats[0, :6], [2.0, std0, 0.0, 5.0, 5.0, 1.6])
+    np.testing.assert_allclose(feats[0, 6:], [5.0, 0.0, 5.0, 5.0, 5.0, 0.0], atol=1e-12)
+
+
+def test_ecod_matches_pyod_for_a_single_window() -> None:
+    """Our batch-independent ECOD equals PyOD's ECOD scoring one window against the training rows."""
+    from pyod.models.ecod import ECOD
+
+    rng = np.random.default_rng(2)
+    train = rng.gamma(2.0, size=(300, 4)) * [1.0, -1.0, 1.0, 2.0]
+    ours = _BatchIndependentEcod().fit(train)
+    reference = ECOD().fit(train)
+    for row in [train[0] * 0.9, np.array([0.1, -9.0, 30.0, 4.0]), np.median(train, axis=0)]:
+        x = row[None, :]
+        np.testing.assert_allclose(ours.decision_function(x), reference.decision_function(x), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs"),
+    [
+        (PcaT2Q, {"variance": 0.0}),
+        (PcaT2Q, {"score_steps": 0}),
+        (EcodDetector, {"max_train": 1}),
+        (IForestDetector, {"n_estimators": 0}),
+        (DenseAutoencoder, {"latent": 0}),
+        (DenseAutoencoder, {"val_fraction": 1.0}),
+        (ConvAutoencoder, {"kernel_size": 4}),
+        (LstmAutoencoder, {"device": "tpu"}),
+        (LstmAutoencoder, {"lr": -1.0}),
+    ],
+)
+def test_bad_hyper_parameters_fail_at_construction(cls: type, kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        cls(**kwargs)

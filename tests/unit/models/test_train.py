@@ -1,0 +1,102 @@
+"""Training from a real Parquet store of simulated readings, through the registry, and scoring the result."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from linewatch.core.config import AssetGroupConfig, DetectorConfig
+from linewatch.ingest.labels import FaultLabel
+from linewatch.ingest.records import Reading
+from linewatch.ingest.simulate import AssetSpec, Plant, PlantConfig
+from linewatch.ingest.store import ParquetStore
+from linewatch.models.model import Model, ModelMismatchError
+from linewatch.models.registry import Registry
+from linewatch.models.train import TrainingError, train_group
+
+START = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def plant_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[FaultLabel]]:
+    root = tmp_path_factory.mktemp("store")
+    schedule = (
+        FaultLabel(
+            "pump-02",
+            START + timedelta(hours=2),
+            START + timedelta(hours=2, minutes=20),
+            "machine_fault",
+            "bearing_wear",
+            ("vibration_rms", "bearing_temp"),
+        ),
+    )
+    assets = (AssetSpec("pump-01", "pump"), AssetSpec("pump-02", "pump"))
+    frame, labels = Plant(PlantConfig(assets=assets, seed=5, schedule=schedule)).generate(START, 3 * 3600)
+    us = [int(t.timestamp() * 1e6) for t in frame["ts"].to_list()]
+    rows = [
+        Reading(t, a, s, v, t) for t, a, s, v in zip(us, frame["asset"], frame["sensor"], frame["value"], strict=True)
+    ]
+    ParquetStore(root, "test").write_readings(rows)
+    return root, labels
+
+
+def test_train_register_promote_and_score(plant_store: tuple[Path, list[FaultLabel]], tmp_path: Path) -> None:
+    root, labels = plant_store
+    registry = Registry(tmp_path / "models")
+    group = AssetGroupConfig(name="pumps", assets=["pump-*"], detector=DetectorConfig(name="pca_t2q"))
+    report = train_group(root, group, registry, labels=labels, say=lambda _: None)
+    assert report.promoted and report.decision == "first model of the group"
+    assert report.assets == ["pump-01", "pump-02"] and len(report.sensors) == 6
+    assert registry.champion("pumps") == report.version
+    assert 0 <= report.metrics["false_alarm_rate"] < 0.05
+
+    manifest, tensors, version = registry.load_champion("pumps")
+    assert manifest["training"]["labels_used"] == 1 and manifest["library_versions"]["numpy"]
+    model = Model.from_bundle(manifest, tensors, version)
+    from linewatch.ingest.reader import scan_readings, to_wide
+
+    long = scan_readings(root, ["pump-02"]).collect()
+    ts = long["ts"].dt.epoch("us").to_numpy()
+    wide = to_wide(
+        long, int(ts.min()), int(ts.max()) // 1_000_000 * 1_000_000, 1_000_000, sensors=list(model.sensors), max_gap=5
+    )
+    scored = model.score(model.preprocessor.transform(wide))
+    fault = (scored.end_ts >= np.datetime64("2026-11-01T02:10")) & (scored.end_ts < np.datetime64("2026-11-01T02:20"))
+    assert np.median(scored.anomaly_score[fault]) >= 1.0  # the bearing fault is anomalous
+    assert np.mean(scored.anomaly_score[~fault] >= 1.0) < 0.05
+    top = [scored.sensors[int(i)] for i in scored.contributions[fault].sum(axis=0).argsort()[::-1][:2]]
+    assert "vibration_rms" in top or "bearing_temp" in top
+    assert ((scored.failure_risk >= 0) & (scored.failure_risk <= 1)).all()
+
+    # Retrain on the same data: no worse than the champion, so promoted; never-mode leaves the champion alone.
+    again = train_group(root, group, registry, labels=labels, say=lambda _: None)
+    assert again.promoted and "no worse" in again.decision
+    kept = train_group(root, group, registry, labels=labels, promote="never", say=lambda _: None)
+    assert not kept.promoted and registry.champion("pumps") == again.version
+
+
+def test_mismatched_sensors_refused(plant_store: tuple[Path, list[FaultLabel]], tmp_path: Path) -> None:
+    root, labels = plant_store
+    registry = Registry(tmp_path / "models")
+    group = AssetGroupConfig(name="pumps", assets=["pump-*"])
+    train_group(root, group, registry, labels=labels, say=lambda _: None)
+    model = Model.from_bundle(*registry.load_champion("pumps"))
+    with pytest.raises(ModelMismatchError, match="flow"):
+        model.check_sensors(["speed", "pressure"])
+
+
+def test_no_matching_assets(plant_store: tuple[Path, list[FaultLabel]], tmp_path: Path) -> None:
+    root, _ = plant_store
+    with pytest.raises(TrainingError, match="no stored asset"):
+        train_group(root, AssetGroupConfig(name="x", assets=["press-*"]), Registry(tmp_path), say=lambda _: None)
+
+
+def test_frame_fixture_is_long(plant_store: tuple[Path, list[FaultLabel]]) -> None:
+    root, _ = plant_store
+    assert sorted(pl.read_parquet(next((root / "raw").rglob("*.parquet"))).columns) == sorted(
+        ["ts", "asset", "sensor", "value", "received_at"]
+    )
