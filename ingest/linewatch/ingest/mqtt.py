@@ -13,6 +13,7 @@ import logging
 import queue
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,6 +165,12 @@ class MqttSource:
                 return False
         return self.client.ack(message.mid, message.qos) == mqtt.MQTT_ERR_SUCCESS
 
+    def _now_us(self) -> int:
+        # The hot path: integer nanoseconds avoid building a datetime per message under the system clock.
+        if isinstance(self._clock, SystemClock):
+            return time.time_ns() // 1000
+        return int(self._clock.now().timestamp() * 1_000_000)
+
     # -- paho callbacks (network thread: no work here) -----------------------------------------------------
     def _on_connect(
         self, client: mqtt.Client, _userdata: Any, flags: Any, reason_code: ReasonCode, _props: Any
@@ -209,7 +216,7 @@ class MqttSource:
             qos=msg.qos,
             topic=_decode_topic(msg._topic),  # the raw bytes: .topic raises on invalid UTF-8
             payload=bytes(msg.payload),
-            received_us=int(self._clock.now().timestamp() * 1_000_000),
+            received_us=self._now_us(),
         )
         while not self._paused.is_set():
             try:
