@@ -239,8 +239,35 @@ class IngestConfig(_Section):
     metrics: MetricsEndpoint = Field(default_factory=_ingest_metrics, description="Ingest metrics endpoint.")
 
 
+class AlertConfig(_Section):
+    raise_after_s: float = Field(10.0, ge=0, description="anomaly_score must stay >= 1 this long to raise an alert.")
+    clear_below: float = Field(0.8, gt=0, le=1, description="Hysteresis: the score must fall below this to clear.")
+    clear_after_s: float = Field(30.0, ge=0, description="...and stay below it this long.")
+    cooldown_s: float = Field(60.0, ge=0, description="After an alert clears, no new one is raised for this long.")
+    sensor_raise_after_s: float = Field(10.0, ge=0, description="A sensor must look unhealthy this long to alert.")
+    sensor_clear_after_s: float = Field(30.0, ge=0, description="...and healthy this long to clear that alert.")
+    major_risk: float = Field(0.99, gt=0, lt=1, description="failure_risk at which an alert is 'major'.")
+    critical_risk: float = Field(0.999, gt=0, lt=1, description="failure_risk at which an alert is 'critical'.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.major_risk > self.critical_risk:
+            raise ValueError("major_risk must not exceed critical_risk")
+        return self
+
+
 class ServeConfig(_Section):
     interval_s: float = Field(1.0, gt=0, le=3600, description="Scoring interval, seconds.")
+    client_id: str = Field("linewatch-serve", description="MQTT client id for alert publishing.")
+    publish_alerts: bool = Field(True, description="Publish alert transitions and retained state over MQTT.")
+    alert_topic_prefix: str = Field(
+        "linewatch/alerts", description="Alerts go to <prefix>/<asset>/events and retained <prefix>/<asset>/state."
+    )
+    stale_after_s: float = Field(
+        300.0, gt=0, description="/readyz fails when no asset has a reading newer than this (data not fresh)."
+    )
+    reload_check_s: float = Field(5.0, gt=0, description="How often the registry is checked for a new champion.")
+    alerts: AlertConfig = Field(default_factory=AlertConfig, description="Alert policy (hysteresis and severities).")
     metrics: MetricsEndpoint = Field(default_factory=_serve_metrics, description="Serve metrics endpoint.")
 
 
