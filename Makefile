@@ -12,7 +12,7 @@ CONFIG      ?= deploy/config/linewatch.example.yaml
 PYTEST_ARGS ?=
 STAMP       := $(VENV)/.installed
 
-.PHONY: help install test lint typecheck pytest run bench clean
+.PHONY: help install test lint typecheck pytest run train retrain bench clean
 
 help:
 	@echo "make install    create $(VENV) and install linewatch with its dev tools"
@@ -20,6 +20,8 @@ help:
 	@echo "make test       lint + type checks + tests (what CI runs)"
 	@echo "make lint       ruff, formatting and the import-layer contract"
 	@echo "make typecheck  mypy on ingest models serving"
+	@echo "make train      train a model per asset group from the store (CONFIG=...)"
+	@echo "make retrain    train on the latest data; promote only if no worse than the champion"
 	@echo "make bench      benchmarks (not part of make test); JSON results under .bench/"
 
 $(STAMP): pyproject.toml
@@ -46,6 +48,14 @@ test: lint typecheck pytest
 
 run: $(STAMP)
 	$(BIN)/linewatch demo --config $(CONFIG)
+
+train: $(STAMP)
+	$(BIN)/linewatch train --config $(CONFIG)
+
+# Same command: a new model is promoted only if it is no worse than the champion on the same held-out data
+# (the first model of a group always is). Scheduled by deploy/systemd/linewatch-retrain.timer.
+retrain: $(STAMP)
+	$(BIN)/linewatch train --config $(CONFIG) --promote if_better
 
 bench: $(STAMP)
 	@mkdir -p .bench
