@@ -45,6 +45,7 @@ def test_namespace_spans_the_three_source_roots() -> None:
 def test_core_and_ingest_do_not_load_the_model_stack() -> None:
     code = (
         "import sys, linewatch.core.config, linewatch.core.logs, linewatch.core.lifecycle, linewatch.ingest;"
+        "import linewatch.ingest.daemon, linewatch.serving.cli;"  # what `linewatch ingest` loads
         "heavy = [m for m in ('torch', 'tsfresh', 'pyod', 'sklearn') if m in sys.modules];"
         "assert not heavy, heavy"
     )
