@@ -99,6 +99,22 @@ def ingest(config: ConfigOption = None) -> None:
         restore()
 
 
+@app.command("serve")
+def serve(config: ConfigOption = None) -> None:
+    """Run the scoring daemon (store -> risk, alerts, attributions on /metrics) until SIGTERM or Ctrl-C."""
+    from linewatch.core.lifecycle import StopEvent, install_signal_handlers
+    from linewatch.serving.daemon import ServeDaemon
+
+    cfg = load_or_exit(config)
+    _daemon_logging(cfg)
+    stop = StopEvent()
+    restore = install_signal_handlers(stop)
+    try:
+        ServeDaemon(cfg, stop=stop).run()
+    finally:
+        restore()
+
+
 @app.command("demo")
 def demo(config: ConfigOption = None) -> None:
     """Run the pipeline end to end on this machine: broker, ingest, simulated plant with faults, stored data."""
