@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from linewatch.core.config import AlertConfig, AssetGroupConfig, LinewatchConfig
+from linewatch.models import detectors as _detectors  # noqa: F401  (registers every detector)
 from linewatch.models.bundle import BundleError
 from linewatch.models.health import STATUS_NAMES
 from linewatch.models.model import Model, ModelMismatchError
