@@ -1,6 +1,6 @@
 """simulate -> ingest -> train -> serve, live: alerts, root cause, sensor-health alerts, hot reload, promtool.
 
-Two hours of normal history are published first (as fast as possible, ending now) and a model is trained on
+Six hours of normal history are published first (as fast as possible, ending now) and a model is trained on
 them; then the plant runs in real time with a leak on pump-02 and a stuck pressure sensor on pump-01 while
 `linewatch serve` is scraped four times a second.
 """
@@ -82,14 +82,14 @@ def test_live_alerts_root_cause_sensor_health_and_hot_reload(tmp_path: Path, mos
     ingest = IngestProcess(config, tmp_path / "ingest.log").start()
     serve: subprocess.Popen[bytes] | None = None
     try:
-        # 1. Two hours of normal history, ending now; train on it.
+        # 1. Six hours of normal history, ending now; train on it.
         now = datetime.now(UTC).replace(microsecond=0)
         history = Plant(PlantConfig(assets=ASSETS, seed=21, fault_rate_per_asset_per_hour=0)).iter_steps(
-            now - timedelta(hours=2), 7200
+            now - timedelta(hours=6), 6 * 3600
         )
         publish_stream(history, host=broker.host, port=broker.port, fmt="record", speed=0, client_id="hist")
         deadline = time.monotonic() + 60
-        while metric_value(ingest.http("/metrics")[1], "linewatch_ingest_readings_total") < 2 * 6 * 7200:
+        while metric_value(ingest.http("/metrics")[1], "linewatch_ingest_readings_total") < 2 * 6 * 6 * 3600:
             assert time.monotonic() < deadline, "history not ingested"
             time.sleep(0.3)
         trained = _cli("train", config=config)

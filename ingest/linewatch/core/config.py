@@ -240,11 +240,16 @@ class IngestConfig(_Section):
 
 
 class AlertConfig(_Section):
-    raise_after_s: float = Field(10.0, ge=0, description="anomaly_score must stay >= 1 this long to raise an alert.")
+    raise_after_s: float = Field(
+        30.0,
+        ge=0,
+        description="anomaly_score must stay >= 1 this long to raise an alert (the evaluation's alert rule: "
+        "3 flagged evaluations 10 s apart, which kept false alerts near 1 per asset-week on the simulated plant).",
+    )
     clear_below: float = Field(0.8, gt=0, le=1, description="Hysteresis: the score must fall below this to clear.")
     clear_after_s: float = Field(30.0, ge=0, description="...and stay below it this long.")
     cooldown_s: float = Field(60.0, ge=0, description="After an alert clears, no new one is raised for this long.")
-    sensor_raise_after_s: float = Field(10.0, ge=0, description="A sensor must look unhealthy this long to alert.")
+    sensor_raise_after_s: float = Field(30.0, ge=0, description="A sensor must look unhealthy this long to alert.")
     sensor_clear_after_s: float = Field(30.0, ge=0, description="...and healthy this long to clear that alert.")
     major_risk: float = Field(0.99, gt=0, lt=1, description="failure_risk at which an alert is 'major'.")
     critical_risk: float = Field(0.999, gt=0, lt=1, description="failure_risk at which an alert is 'critical'.")

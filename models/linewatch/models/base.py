@@ -12,6 +12,7 @@ bundle can be loaded from an untrusted disk without executing code.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, Self, TypeVar
 
 import numpy as np
@@ -61,6 +62,20 @@ class FeatureExtractor(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Isolation:
+    """Reconstruction-based isolation of a fault on one sensor, per window ``(n, S)``.
+
+    ``fault_z``: the persistent (window-averaged) fault size along sensor ``j`` that best explains the window's
+    residual, in units of its spread on normal training windows. ``remaining``: how anomalous the window
+    still is after that sensor's fault is removed (1 = the detector's per-step residual limit). A sensor with a
+    large ``fault_z`` whose removal leaves a normal residual explains the anomaly on its own.
+    """
+
+    fault_z: npt.NDArray[np.float64]
+    remaining: npt.NDArray[np.float64]
+
+
 class Detector(ABC):
     """Base class: subclasses implement the ``_fit``/``_score``/``_contrib`` hooks and state round-trip."""
 
@@ -97,6 +112,14 @@ class Detector(ABC):
         arr = check_windows(X, self._fitted_sensors())
         return np.asarray(self._expected(arr), dtype=np.float64)
 
+    def isolation(self, X: npt.NDArray[Any]) -> Isolation | None:
+        """Single-sensor fault isolation per window, or None where the detector cannot tell (the default).
+
+        Lets the health checks call a sensor *drifting* only when that sensor alone explains the anomaly.
+        """
+        arr = check_windows(X, self._fitted_sensors())
+        return self._isolation(arr)
+
     def config(self) -> dict[str, Any]:
         """Hyper-parameters as a JSON-able dict (the constructor's keyword arguments)."""
         return {"seed": self.seed}
@@ -129,6 +152,10 @@ class Detector(ABC):
     def _expected(self, X: Array) -> npt.NDArray[Any]:
         """Default: the training median of each sensor is 0 after robust scaling."""
         return np.zeros((X.shape[0], X.shape[2]))
+
+    def _isolation(self, X: Array) -> Isolation | None:
+        del X
+        return None
 
     @abstractmethod
     def _get_state(self) -> tuple[Tensors, dict[str, Any]]: ...

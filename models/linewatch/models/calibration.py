@@ -16,9 +16,15 @@ equal to ``1 - p`` at the threshold (``p`` the target exceedance probability).
 
 Degenerate fits fall back, and :attr:`Calibrator.tail_model` records which tail was used:
 
-* ``"gpd"``: at least :data:`MIN_GPD_EXCEEDANCES` exceedances with spread, and a fitted shape within
-  [:data:`MIN_SHAPE`, :data:`MAX_SHAPE`] (a very negative shape puts the endpoint right at the largest score seen;
-  a shape above 1 has no mean and makes extrapolated thresholds explode);
+* ``"gpd"``: at least :data:`MIN_GPD_EXCEEDANCES` exceedances with spread, and a fitted shape at most
+  :data:`MAX_SHAPE` (a shape above 1 has no mean and makes extrapolated thresholds explode). The shape is
+  constrained to ``>= MIN_SHAPE = 0``: where the unconstrained fit is negative, the constrained maximum-likelihood
+  fit is on the boundary, shape 0 with the mean excess as scale. Why: a negative shape means a bounded tail
+  whose endpoint sits close to the largest score seen, and a budget of one false alarm per week extrapolates
+  ~100x beyond a few thousand held-out windows, which cannot tell a bounded tail from a light one. On the
+  simulated plant the fitted shape of one group flipped between about -0.1 and +0.2 from one training period
+  to the next, moving the threshold by a factor of 2-3, and every negative fit gave a threshold that normal
+  operation crossed several times a day; shape 0 (exponential tail) is the conservative light-tail choice.
 * ``"exponential"``: otherwise, if there are exceedances: GPD with shape 0 and the mean excess as scale (the
   maximum-likelihood exponential tail, the conservative light-tail choice);
 * ``"constant"``: no score above ``u`` (e.g. a detector that scores all normal windows the same): an
@@ -40,7 +46,7 @@ import numpy.typing as npt
 MIN_SCORES = 50
 #: Fewer exceedances over ``u`` than this: exponential tail instead of a GPD fit (shape is poorly identified).
 MIN_GPD_EXCEEDANCES = 20
-MIN_SHAPE = -0.5
+MIN_SHAPE = 0.0
 MAX_SHAPE = 1.0
 CONSTANT_MARGIN = 0.1
 DEFAULT_QUANTILE = 0.999
@@ -215,6 +221,8 @@ def _fit_tail(excess: npt.NDArray[np.float64], u: float, spread: float) -> tuple
         except (ValueError, RuntimeError, FloatingPointError):
             shape, scale = math.nan, math.nan
         shape, scale = float(shape), float(scale)
-        if math.isfinite(shape) and math.isfinite(scale) and scale > 0.0 and MIN_SHAPE <= shape <= MAX_SHAPE:
+        if math.isfinite(shape) and math.isfinite(scale) and scale > 0.0 and shape <= MAX_SHAPE:
+            if shape < MIN_SHAPE:  # constrained fit: the likelihood's maximum over shape >= 0 is at shape 0
+                return MIN_SHAPE, mean_excess, "gpd"
             return shape, scale, "gpd"
     return 0.0, mean_excess, "exponential"

@@ -29,6 +29,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from linewatch.models.base import Isolation
 from linewatch.models.windows import SensorStats
 
 F64 = npt.NDArray[np.float64]
@@ -67,6 +68,10 @@ class SensorHealth:
       ``spike_return`` of the jump.
     * ``drift_z``/``partner_z``: residual (|value − expected| / scale) of the drifting sensor, and the most any
       other sensor may deviate for the drift to be "alone".
+    * ``isolation_z``/``isolation_remaining``: with a detector's :class:`~linewatch.models.base.Isolation`, a
+      sensor drifts when its persistent fault size exceeds ``isolation_z`` spreads of normal training windows,
+      it is the largest such sensor, and removing its fault leaves the window's residual below
+      ``isolation_remaining`` (the detector's residual limit): that sensor alone explains the anomaly.
     """
 
     silent_steps: int = 5
@@ -83,6 +88,8 @@ class SensorHealth:
     spike_return: float = 0.5
     drift_z: float = 4.0
     partner_z: float = 1.5
+    isolation_z: float = 6.0
+    isolation_remaining: float = 1.0
 
     def __post_init__(self) -> None:
         if min(self.silent_steps, self.stuck_steps, self.flat_min_points) < 1:
@@ -152,13 +159,16 @@ def check_health(
     expected: npt.ArrayLike | None = None,
     limits: Limits | None = None,
     sensors: Sequence[str] | None = None,
+    isolation: Isolation | None = None,
 ) -> HealthResult:
     """Health status per window and sensor.
 
     ``raw`` is ``(n, L, S)`` in engineering units with NaN where unobserved (``Windows.raw``), or plain values
     with ``mask`` (True = observed). ``expected`` ``(n, S)``: what the detector expected at each window's last
     step, **in engineering units** (``Preprocessor.inverse`` of ``Detector.expected``); it enables the drift
-    check. ``limits`` maps sensor names to configured physical (low, high) limits, either may be None.
+    check; ``isolation`` (from :meth:`Detector.isolation`) enables the stronger reconstruction-based drift check
+    (used instead of the ``expected`` one when given). ``limits`` maps sensor names to configured physical
+    (low, high) limits, either may be None.
     """
     cfg = config or SensorHealth()
     x = np.array(raw, dtype=np.float64)
@@ -180,8 +190,14 @@ def check_health(
         max_jump = np.where(np.isnan(abs_dz), 0.0, abs_dz).max(axis=1) if length > 1 else np.zeros((n, n_sensors))
     checks: list[tuple[Status, npt.NDArray[np.bool_]]] = []
 
-    # Drifting: one sensor far from the expectation, every partner close to it, and no jump on the way.
-    if expected is not None and n_sensors > 1:
+    # Drifting: one sensor alone explains the residual, persistently, with no jump on the way.
+    if isolation is not None and n_sensors > 1:
+        fz = np.where(np.isfinite(isolation.fault_z), isolation.fault_z, 0.0)
+        explains = (fz > cfg.isolation_z) & (isolation.remaining < cfg.isolation_remaining)
+        best = fz == fz.max(axis=1, keepdims=True)
+        checks.append((Status.DRIFTING, explains & best & (max_jump < cfg.jump_z)))
+    # Without isolation: one sensor far from the expectation, every partner close to it, and no jump on the way.
+    elif expected is not None and n_sensors > 1:
         resid = np.abs(last_value - np.asarray(expected, dtype=np.float64)) / stats.scale
         resid_f = np.where(np.isnan(resid), 0.0, resid)
         others = np.stack([np.delete(resid_f, j, axis=1).max(axis=1) for j in range(n_sensors)], axis=1)

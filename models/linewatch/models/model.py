@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from linewatch.models import detectors as _detectors  # noqa: F401  (registers every detector)
 from linewatch.models.base import DETECTORS, Detector
 from linewatch.models.calibration import Calibrator
 from linewatch.models.health import SensorHealth, Status, check_health
@@ -78,7 +79,12 @@ class Model:
         expected_scaled = self.detector.expected(windows.X)
         expected = self.preprocessor.inverse(expected_scaled)
         health = check_health(
-            windows.raw, self.preprocessor.stats, self.health, expected=expected, sensors=self.sensors
+            windows.raw,
+            self.preprocessor.stats,
+            self.health,
+            expected=expected,
+            sensors=self.sensors,
+            isolation=self.detector.isolation(windows.X),
         )
         return ScoredWindows(
             end_ts=windows.end_ts,

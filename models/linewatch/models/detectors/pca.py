@@ -14,6 +14,13 @@ chi-squared approximations that assume Gaussian data: ``phi = T²/T²_lim + Q/Q_
 Attribution decomposes ``phi`` exactly: Q splits into squared per-sensor residuals, and T² = ||D^½ z||² with
 D = P Λ⁻¹ Pᵀ splits into the squared entries of D^½ z (the "complete decomposition" of Alcala & Qin 2009),
 so both parts are non-negative and the per-sensor contributions sum to the score.
+
+Isolation (:meth:`PcaT2Q.isolation`) is reconstruction-based (Dunia & Qin's sensor validity index): with
+``C = I - P Pᵀ`` the residual projector and ``e = C z``, a fault of size ``f`` along sensor ``j`` best explaining
+the residual is ``f_j = e_j / C_jj``, and removing it leaves ``Q_j = Q - e_j² / C_jj``. A drifting sensor has a
+persistent ``f_j`` (averaged over the scored steps, so noise averages out) far beyond its spread on normal
+training windows, and ``Q_j`` back to normal; a machine fault moves several sensors in a pattern no single
+sensor's fault reproduces, so ``Q_j`` stays high for every ``j``.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from linewatch.models.base import Array, Detector, NotFittedError, Tensors, register_detector
+from linewatch.models.base import Array, Detector, Isolation, NotFittedError, Tensors, register_detector
 
 _EPS = 1e-12
 
@@ -92,6 +99,7 @@ class PcaT2Q(Detector):
         self.eigenvalues_: npt.NDArray[np.float64] | None = None
         self.t2_limit_: float | None = None
         self.q_limit_: float | None = None
+        self.fault_scale_: npt.NDArray[np.float64] | None = None  # spread of window-mean f_j on training data
 
     def config(self) -> dict[str, Any]:
         return {
@@ -126,6 +134,8 @@ class PcaT2Q(Detector):
         self.mean_, self.scale_, self.components_, self.eigenvalues_ = mean, scale, components, kept
         self.t2_limit_ = max(float(np.quantile(t2_parts.sum(axis=1), self.limit_quantile)), _EPS)
         self.q_limit_ = max(float(np.quantile(q_parts.sum(axis=1), self.limit_quantile)), 1e-6)
+        fault, _ = self._isolation_parts(X)
+        self.fault_scale_ = np.maximum(fault.std(axis=0), 1e-6)
 
     def _parts(self, X: Array) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Per-sensor contributions to the combined index for the scored steps, and the full reconstruction."""
@@ -150,6 +160,26 @@ class PcaT2Q(Detector):
         _, recon = self._parts(X)
         return recon[:, -1, :]
 
+    def _isolation_parts(self, X: Array) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Window-mean single-sensor fault sizes ``f_j`` (n, S) and the Q left after removing each (n, S)."""
+        assert self.mean_ is not None and self.scale_ is not None and self.components_ is not None
+        assert self.q_limit_ is not None
+        steps = min(self.score_steps, X.shape[1])
+        Z = (X[:, -steps:, :].astype(np.float64) - self.mean_) / self.scale_
+        e = Z - (Z @ self.components_) @ self.components_.T  # residual C z (C symmetric)
+        diag = np.maximum(1.0 - (self.components_**2).sum(axis=1), _EPS)  # C_jj
+        q = (e**2).sum(axis=2, keepdims=True)
+        remaining = np.maximum(q - e**2 / diag, 0.0) / self.q_limit_
+        return (e / diag).mean(axis=1), remaining.mean(axis=1)
+
+    def _isolation(self, X: Array) -> Isolation | None:
+        if self.mean_ is None or self.components_ is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted")
+        if self.fault_scale_ is None:  # a bundle saved before isolation existed
+            return None
+        fault, remaining = self._isolation_parts(X)
+        return Isolation(fault_z=np.abs(fault) / self.fault_scale_, remaining=remaining)
+
     def _get_state(self) -> tuple[Tensors, dict[str, Any]]:
         if self.mean_ is None or self.scale_ is None or self.components_ is None or self.eigenvalues_ is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted")
@@ -160,6 +190,8 @@ class PcaT2Q(Detector):
             "eigenvalues": self.eigenvalues_,
             "limits": np.array([self.t2_limit_, self.q_limit_], dtype=np.float64),
         }
+        if self.fault_scale_ is not None:
+            tensors["fault_scale"] = self.fault_scale_
         return tensors, {"n_components": int(self.components_.shape[1])}
 
     def _set_state(self, tensors: Tensors, meta: dict[str, Any]) -> None:
@@ -172,3 +204,5 @@ class PcaT2Q(Detector):
         self.eigenvalues_ = np.asarray(tensors["eigenvalues"], dtype=np.float64)
         limits = np.asarray(tensors["limits"], dtype=np.float64)
         self.t2_limit_, self.q_limit_ = float(limits[0]), float(limits[1])
+        fault_scale = tensors.get("fault_scale")
+        self.fault_scale_ = None if fault_scale is None else np.asarray(fault_scale, dtype=np.float64)
