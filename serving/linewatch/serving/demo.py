@@ -15,13 +15,16 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from linewatch.core.config import LinewatchConfig, MetricsEndpoint, Subscription
+from linewatch.core.config import LinewatchConfig, MetricsEndpoint, ModelsConfig, Subscription
 from linewatch.core.lifecycle import StopEvent
+from linewatch.ingest.labels import FaultLabel
+from linewatch.ingest.simulate import Plant, PlantConfig
+from linewatch.models.model import Model
 from linewatch.serving.cli_common import make_console
 
 console = make_console(stderr=True)
@@ -32,8 +35,8 @@ _SHIPPED_CONF = Path(__file__).resolve().parents[3] / "deploy" / "mosquitto" / "
 
 @dataclass(frozen=True)
 class DemoPlan:
-    plant_seconds: float = 4 * 3600.0
-    fault_free_s: float = 2 * 3600.0
+    plant_seconds: float = 6 * 3600.0
+    fault_free_s: float = 3 * 3600.0
     fault_rate_per_asset_per_hour: float = 1.0
     seed: int = 7
 
@@ -84,14 +87,19 @@ def demo_config(cfg: LinewatchConfig, host: str, port: int, root: Path) -> Linew
     ingest = cfg.ingest.model_copy(update={"subscriptions": subs, "metrics": MetricsEndpoint(host="127.0.0.1", port=0)})
     mqtt = cfg.mqtt.model_copy(update={"host": host, "port": port, "client_id": "linewatch-demo-ingest"})
     storage = cfg.storage.model_copy(update={"root": root})
-    return cfg.model_copy(update={"mqtt": mqtt, "ingest": ingest, "storage": storage})
+    base = cfg.models.asset_groups[0]
+    groups = [
+        base.model_copy(update={"name": name, "assets": [pattern]})
+        for name, pattern in (("pumps", "pump-*"), ("compressors", "compressor-*"), ("presses", "press-*"))
+    ]
+    models = ModelsConfig(asset_groups=groups, keep_versions=cfg.models.keep_versions)
+    return cfg.model_copy(update={"mqtt": mqtt, "ingest": ingest, "storage": storage, "models": models})
 
 
 def run_demo(cfg: LinewatchConfig, plan: DemoPlan | None = None, use_private_broker: bool | None = None) -> int:
     """Run the demo; returns a process exit code."""
     from linewatch.ingest.daemon import IngestDaemon
     from linewatch.ingest.labels import write_labels
-    from linewatch.ingest.simulate import Plant, PlantConfig
     from linewatch.serving.cli_data import backfill_start, print_store_summary, publish_with_progress
 
     plan = plan or DemoPlan()
@@ -136,16 +144,16 @@ def run_demo(cfg: LinewatchConfig, plan: DemoPlan | None = None, use_private_bro
         )
         plant = Plant(plant_cfg)
         start = backfill_start(datetime.now(UTC).replace(microsecond=0), plan.plant_seconds, 0)
-        labels = plant.schedule(start, plan.plant_seconds)
-        write_labels(root / "labels.csv", labels)
         console.print(
             f"[bold]3. simulate[/bold]: {len(plant_cfg.assets)} assets x 6 sensors, "
-            f"{plan.plant_seconds / 3600:g} h of plant time at 1 s cadence, {len(labels)} injected faults"
+            f"{plan.plant_seconds / 3600:g} h of plant time at 1 s cadence, ending now, with injected faults"
         )
         steps = int(plan.plant_seconds / plant_cfg.cadence_s) * len(plant_cfg.assets)
+        # The run continues until it has caught up with the wall clock (publishing takes a while), so the
+        # data ends "now" and the serving step below sees a live plant.
         published = publish_with_progress(
             dcfg,
-            plant.iter_steps(start, plan.plant_seconds),
+            _until_now(plant.iter_steps(start, plan.plant_seconds + 600)),
             total_steps=steps,
             speed=0,
             fmt="record",
@@ -153,6 +161,9 @@ def run_demo(cfg: LinewatchConfig, plan: DemoPlan | None = None, use_private_bro
             what="publish",
             client_id="linewatch-demo-simulate",
         )
+        end = published.last_ts or start + timedelta(seconds=plan.plant_seconds)
+        labels = plant.schedule(start, (end - start).total_seconds())
+        write_labels(root / "labels.csv", labels)
         deadline = time.monotonic() + 60
         while daemon.processed_messages < published.messages and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -166,8 +177,123 @@ def run_demo(cfg: LinewatchConfig, plan: DemoPlan | None = None, use_private_bro
                 f"  {label.asset:<14} {label.kind:<13} {label.fault:<13} {label.start:%H:%M:%S}-{label.end:%H:%M:%S}"
                 f"  sensors: {', '.join(label.sensors)}"
             )
+        models = _train(dcfg, root, labels)
+        _score(models, root, labels)
+        _serve(dcfg, lambda: _live_steps(plant, start, end))
         console.print(
-            "next stages (train, serve with Prometheus metrics) are added by their issues; "
-            "`linewatch ingest` and `linewatch simulate` run the same parts as daemons."
+            "the same parts run as daemons: `linewatch ingest`, `linewatch simulate`, `linewatch train`, "
+            "`linewatch serve` (see README)."
         )
     return 0
+
+
+def _until_now(
+    steps: Iterator[tuple[datetime, str, dict[str, float]]],
+) -> Iterator[tuple[datetime, str, dict[str, float]]]:
+    for step in steps:
+        if step[0] > datetime.now(UTC):
+            return
+        yield step
+
+
+def _train(cfg: LinewatchConfig, root: Path, labels: list[FaultLabel]) -> dict[str, Model]:
+    """Step 5: one model per asset group, trained on the stored data with the faults excluded."""
+    from linewatch.models.registry import Registry
+    from linewatch.models.train import train_group
+
+    registry = Registry(root / "models")
+    models: dict[str, Model] = {}
+    console.print("[bold]5. train[/bold]: one model per asset group (faults in labels.csv are not trained on)")
+    for group in cfg.models.asset_groups:
+        report = train_group(root, group, registry, labels=labels, say=lambda _text: None)
+        m = report.metrics
+        console.print(
+            f"  {group.name:<12} {report.version}  {int(m['train_windows']):>5} training windows, "
+            f"held-out false-alarm rate {m['false_alarm_rate']:.4f}; {report.decision}"
+        )
+        model = Model.from_bundle(*registry.load_champion(group.name))
+        for asset in report.assets:
+            models[asset] = model
+    return models
+
+
+def _score(models: dict[str, Model], root: Path, labels: list[FaultLabel]) -> None:
+    """Step 6: score the whole run as serving would and say, per injected fault, what an operator saw."""
+    from linewatch.ingest.reader import scan_readings
+    from linewatch.models.simeval import evaluate
+
+    readings = scan_readings(root).collect()
+    result = evaluate(models, readings, labels, stride_steps=10)
+    console.print("[bold]6. score[/bold]: every 10 s of the run scored with the bundled preprocessing and model")
+    for fault in result.per_fault:
+        seen = "machine alert" if fault["machine_alert"] else "sensor alert" if fault["sensor_alert"] else "missed"
+        console.print(
+            f"  {fault['asset']:<14} {fault['fault']:<13} -> {seen:<13} root cause named: {fault['named_sensor']}"
+            f"  (injected: {', '.join(fault['true_sensors'])})"
+        )
+    summary = result.summary()
+    console.print(f"  machine alerts not explained by any injected fault: {int(summary['false_machine_alerts'])}")
+
+
+def _live_steps(plant: Plant, start: datetime, end: datetime) -> Iterator[tuple[datetime, str, dict[str, float]]]:
+    """The plant after ``end``: caught up to the wall clock at once, then one step per second."""
+    for step in plant.iter_steps(start, None):
+        if step[0] <= end:
+            continue
+        delay = (step[0] - datetime.now(UTC)).total_seconds()
+        if delay > 0:
+            time.sleep(delay)
+        yield step
+
+
+def _serve(cfg: LinewatchConfig, live: Callable[[], Iterator[tuple[datetime, str, dict[str, float]]]]) -> None:
+    """Step 7: the scoring daemon for a few seconds on the live plant, and what Prometheus would scrape."""
+    import urllib.request
+
+    from linewatch.ingest.daemon import IngestDaemon
+    from linewatch.ingest.publish import publish_stream
+    from linewatch.serving.daemon import ServeDaemon
+
+    serve_cfg = cfg.model_copy(
+        update={"serve": cfg.serve.model_copy(update={"metrics": MetricsEndpoint(host="127.0.0.1", port=0)})}
+    )
+    stop = StopEvent()
+    ingest = IngestDaemon(serve_cfg, stop=stop)
+    threading.Thread(target=ingest.run, name="demo-ingest-live", daemon=True).start()
+    mqtt = cfg.mqtt
+    publisher = threading.Thread(
+        target=publish_stream,
+        kwargs={
+            "steps": live(),
+            "host": mqtt.host,
+            "port": mqtt.port,
+            "fmt": "record",
+            "speed": 0,
+            "topic_prefix": "plant/demo",
+            "stop": stop,
+            "client_id": "linewatch-demo-live",
+        },
+        daemon=True,
+    )
+    publisher.start()
+    daemon = ServeDaemon(serve_cfg, stop=stop)
+    thread = threading.Thread(target=daemon.run, name="demo-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while (daemon.http is None or not daemon.scorer.groups) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(8)
+    assert daemon.http is not None
+    url = f"http://127.0.0.1:{daemon.http.port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        page = resp.read().decode()
+    stop.set("demo finished")
+    thread.join(15)
+    wanted = ("linewatch_failure_risk{", "linewatch_anomaly_score{", "linewatch_alert_active{", "linewatch_model_info{")
+    console.print(
+        f"[bold]7. serve[/bold]: the plant keeps running live; serve scores every asset each second. "
+        f"A few lines of {url}:"
+    )
+    for line in page.splitlines():
+        if line.startswith(wanted):
+            console.print(f"  {line}")

@@ -228,15 +228,19 @@ class Scorer:
         )
         windows = to_model_windows(values, observed, end_ts, model.preprocessor, spec)
         out = model.score(windows)
+        # A window whose newest steps hold no reading at all (beyond the fill bound) says nothing about the
+        # machine now: its score would describe filled-in medians. Treat it as invalid; health reports silence.
+        recent = observed[:, -(spec.max_gap_steps + 1) :, :].any(axis=(1, 2))
+        valid = out.valid & recent
         m = self.metrics
         for i, asset in enumerate(assets):
             # A window with too little data has no meaningful score: export NaN (a gap on dashboards, false in
             # alert expressions) and let window_valid and the sensor health say why.
-            risk = float(out.failure_risk[i]) if out.valid[i] else float("nan")
-            score = float(out.anomaly_score[i]) if out.valid[i] else float("nan")
+            risk = float(out.failure_risk[i]) if valid[i] else float("nan")
+            score = float(out.anomaly_score[i]) if valid[i] else float("nan")
             m.failure_risk.labels(asset=asset).set(risk)
             m.anomaly_score.labels(asset=asset).set(score)
-            m.window_valid.labels(asset=asset).set(float(out.valid[i]))
+            m.window_valid.labels(asset=asset).set(float(valid[i]))
             unhealthy: dict[str, str] = {}
             for j, sensor in enumerate(model.sensors):
                 m.contribution.labels(asset=asset, sensor=sensor).set(float(out.contributions[i, j]))
@@ -255,7 +259,7 @@ class Scorer:
                 if self.publish_state is not None:  # replace whatever state an earlier run left retained
                     self.publish_state(policy.state())
             ts = float(end_ts[i]) / 1e6
-            for transition in policy.update(ts, score, risk, unhealthy, top, bool(out.valid[i])):
+            for transition in policy.update(ts, score, risk, unhealthy, top, bool(valid[i])):
                 self._on_transition(transition)
             m.alert_active.labels(asset=asset, kind="machine").set(float(policy.active))
             m.alert_active.labels(asset=asset, kind="sensor").set(float(policy.sensor_active))
