@@ -18,6 +18,7 @@ deleted them and nothing could be retried.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -28,7 +29,14 @@ import polars as pl
 
 from linewatch.core.schema import READING_COLUMNS
 from linewatch.ingest.compaction import DEDUP_KEY, DEDUP_ORDER
-from linewatch.ingest.store import COMPACTOR_ID, check_name, list_asset_names, list_data_files, list_partitions
+from linewatch.ingest.store import (
+    COMPACTOR_ID,
+    check_name,
+    is_data_file,
+    list_asset_names,
+    list_data_files,
+    list_partitions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -252,13 +260,22 @@ def new_files_since(
     slack_ns = int(slack_s * 1e9)
     base = root.resolve()
     listed: list[tuple[int, str, Path]] = []
+    # Serving calls this for every asset every second: one scandir per partition and one stat per file,
+    # with the relative name built from the partition (resolving each file's path cost two thirds of it).
     for _, partition in list_partitions(root, asset, first_day, None):
-        for path in list_data_files(partition):
-            try:
-                mtime_ns = path.stat().st_mtime_ns
-            except FileNotFoundError:
-                continue
-            listed.append((mtime_ns, path.resolve().relative_to(base).as_posix(), path))
+        rel_dir = partition.resolve().relative_to(base).as_posix()
+        try:
+            with os.scandir(partition) as entries:
+                for entry in entries:
+                    if not is_data_file(entry.name):
+                        continue
+                    try:
+                        mtime_ns = entry.stat().st_mtime_ns
+                    except FileNotFoundError:
+                        continue
+                    listed.append((mtime_ns, f"{rel_dir}/{entry.name}", partition / entry.name))
+        except FileNotFoundError:
+            continue
     cutoff = watermark.mtime_ns - slack_ns
     fresh = [path for mtime_ns, rel, path in listed if mtime_ns >= cutoff and rel not in watermark.seen]
     newest = max([watermark.mtime_ns, *(m for m, _, _ in listed)])
