@@ -164,6 +164,13 @@ class StoreFollower:
         frame = scan_readings(self.root, names, start, skipped=skipped).collect()
         return frame.join(self._marks, on=_KEY, how="inner").filter(pl.col("ts") <= pl.col(_MARK)).drop(_MARK)
 
+    def sensors(self, assets: Sequence[str]) -> set[str]:
+        """Sensors delivered so far for any of ``assets`` (to check a model against the data it will score)."""
+        if self._marks.height == 0:
+            return set()
+        rows = self._marks.filter(pl.col("asset").is_in(list(assets)))
+        return set(rows["sensor"].to_list())
+
     def _beyond_marks(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Rows past their (asset, sensor) high-water mark; the marks move to the newest ts returned."""
         if frame.height == 0:

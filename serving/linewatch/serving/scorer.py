@@ -103,8 +103,11 @@ class Scorer:
             try:
                 manifest, tensors, version = self.registry.load_champion(group.name)
                 model = Model.from_bundle(manifest, tensors, version)
-                if current is not None and model.sensors != current.model.sensors:
-                    log.warning("asset group %s: new model uses sensors %s", group.name, model.sensors)
+                # The data must carry every sensor the model needs; with no data yet there is nothing to check.
+                members = [a for a in self.follower.assets() if self.group_of(a) == group.name]
+                seen = self.follower.sensors(members)
+                if seen:
+                    model.check_sensors(sorted(seen))
             except (BundleError, RegistryError, ModelMismatchError, OSError, ValueError) as exc:
                 self._refused[group.name] = digest
                 self.metrics.bundles_refused.labels(asset_group=group.name).inc()
@@ -149,6 +152,26 @@ class Scorer:
         if seconds > 0:
             self._route(self.follower.backfill(seconds))
         self._newest_from_store()
+        self._check_loaded()
+
+    def _check_loaded(self) -> None:
+        """Models loaded before any data was read are checked against it now (sensors the data lacks)."""
+        for name, runtime in list(self.groups.items()):
+            members = [a for a in self.follower.assets() if self.group_of(a) == name]
+            seen = self.follower.sensors(members)
+            missing = [s for s in runtime.model.sensors if seen and s not in seen]
+            if missing:
+                log.error(
+                    "asset group %s: refusing model %s: the data has no sensors %s",
+                    name,
+                    runtime.model.version,
+                    ", ".join(missing),
+                )
+                self.metrics.bundles_refused.labels(asset_group=name).inc()
+                self.metrics.model_info.remove(*self._info_labels(runtime))
+                self._refused[name] = runtime.digest
+                del self.groups[name]
+        self.metrics.models_loaded.set(len(self.groups))
 
     def _newest_from_store(self) -> None:
         """Data age at start-up, even for assets whose newest data is older than a window: read the newest

@@ -139,3 +139,21 @@ def test_recent_rereads_only_what_was_delivered(store: ParquetStore) -> None:
     assert keys(f.recent(since, ["p", "unknown"])) == expected(readings("p", 90, 100))
     assert keys(f.poll().frame) == expected(readings("p", 100, 110))
     assert keys(f.recent(since)) == expected(readings("p", 90, 110))
+
+
+def test_sensors_seen_per_asset(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from linewatch.ingest.records import Reading
+    from linewatch.ingest.store import ParquetStore
+    from linewatch.serving.follower import StoreFollower
+
+    t = int(datetime.now(UTC).timestamp() * 1e6)
+    ParquetStore(tmp_path, "w").write_readings(
+        [Reading(t, "p-1", "temp", 1.0, t), Reading(t, "p-1", "flow", 2.0, t), Reading(t, "c-1", "speed", 3.0, t)]
+    )
+    follower = StoreFollower(tmp_path)
+    assert follower.sensors(["p-1"]) == set()
+    follower.poll()
+    assert follower.sensors(["p-1"]) == {"temp", "flow"}
+    assert follower.sensors(["p-1", "c-1"]) == {"temp", "flow", "speed"}
