@@ -150,3 +150,106 @@ def test_two_ingest_processes_share_one_subscription(tmp_path: Path, mosquitto_f
     finally:
         for p in procs:
             p.cleanup()
+
+
+def _certs(tmp: Path) -> dict[str, Path]:
+    """A throw-away CA, a broker certificate for 127.0.0.1 and a client certificate (openssl)."""
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=linewatch-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    )
+    (tmp / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name, cn in (("broker", "127.0.0.1"), ("client", "lw-test-ingest")):
+        run(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={cn}",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+        )
+        extra = ["-extfile", "san.cnf"] if name == "broker" else []
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            f"{name}.crt",
+            *extra,
+        )
+    for key in tmp.glob("*.key"):
+        key.chmod(0o644)
+    return {n: tmp / n for n in ("ca.crt", "broker.crt", "broker.key", "client.crt", "client.key")}
+
+
+def test_mutual_tls(tmp_path: Path, mosquitto_factory: BrokerFactory) -> None:
+    certs = _certs(tmp_path)
+    broker = mosquitto_factory(
+        config_extra=[
+            *SHIPPED_LIMITS,
+            f"cafile {certs['ca.crt']}",
+            f"certfile {certs['broker.crt']}",
+            f"keyfile {certs['broker.key']}",
+            "require_certificate true",
+        ]
+    )
+    tls = {
+        "enabled": True,
+        "ca_file": str(certs["ca.crt"]),
+        "cert_file": str(certs["client.crt"]),
+        "key_file": str(certs["client.key"]),
+    }
+    ingest = IngestProcess(_config(tmp_path, broker, tls=tls), tmp_path / "ingest.log").start()
+    try:
+        pub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        pub.tls_set(ca_certs=str(certs["ca.crt"]), certfile=str(certs["client.crt"]), keyfile=str(certs["client.key"]))
+        pub.connect(broker.host, broker.port)
+        pub.loop_start()
+        now = datetime.now(UTC).isoformat()
+        pub.publish("plant/s/pump-01/temp", json.dumps({"ts": now, "value": 1.5}), qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 20
+        while metric_value(ingest.http("/metrics")[1], "linewatch_ingest_readings_total") < 1:
+            assert time.monotonic() < deadline, ingest.log()[-2000:]
+            time.sleep(0.2)
+        pub.loop_stop()
+        assert ingest.terminate()[0] == 0
+    finally:
+        ingest.cleanup()
+
+    # Without a client certificate the broker refuses the TLS handshake; ingest keeps running and says so.
+    tls_no_cert = {"enabled": True, "ca_file": str(certs["ca.crt"])}
+    lonely = IngestProcess(_config(tmp_path / "nocert", broker, tls=tls_no_cert), tmp_path / "nocert.log")
+    lonely.start(wait_ready=False)
+    try:
+        time.sleep(4)
+        assert lonely.http("/readyz")[0] == 503
+        assert lonely.proc is not None and lonely.proc.poll() is None
+    finally:
+        lonely.cleanup()
