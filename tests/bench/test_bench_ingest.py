@@ -69,9 +69,11 @@ def _publish_all(broker: MosquittoBroker, messages: list[tuple[str, bytes]]) -> 
     pub.connect(broker.host, broker.port)
     pub.loop_start()
     started = time.perf_counter()
-    infos = [pub.publish(topic, payload, qos=1) for topic, payload in messages]
-    for info in infos:
-        info.wait_for_publish(60)
+    # Packet ids are 16 bits: never have more than 65,535 messages unacknowledged at once.
+    for chunk in range(0, len(messages), 20_000):
+        infos = [pub.publish(topic, payload, qos=1) for topic, payload in messages[chunk : chunk + 20_000]]
+        for info in infos:
+            info.wait_for_publish(60)
     seconds = time.perf_counter() - started
     pub.disconnect()
     pub.loop_stop()

@@ -13,9 +13,14 @@ import platform
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.unit.models.test_sim_quality import run_plant
 
 SEEDS = (0, 1, 2, 3, 4)
+
+# Five simulated weeks of four assets take several minutes per seed on 2 cores.
+pytestmark = pytest.mark.timeout(5400)
 TRAIN_H, TEST_H = 24.0, 7 * 24.0
 OUT = Path(__file__).resolve().parents[2] / ".bench" / "sim_quality.json"
 #: metric -> (goal, True when higher is better)
