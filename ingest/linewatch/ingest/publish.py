@@ -30,11 +30,11 @@ from linewatch.core.config import TlsConfig
 from linewatch.core.lifecycle import StopEvent
 from linewatch.core.schema import is_valid_name
 from linewatch.ingest.labels import format_ts
+from linewatch.ingest.records import Step
 
 log = logging.getLogger(__name__)
 
 PublishFormat = Literal["single", "record"]
-Step = tuple[datetime, str, dict[str, float]]
 
 
 class PublishError(RuntimeError):

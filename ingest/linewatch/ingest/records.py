@@ -7,6 +7,7 @@ Parquet column ``timestamp[us, tz=UTC]`` stores.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,3 +47,7 @@ class Outcome:
 
     readings: list[Reading] = field(default_factory=list)
     quarantined: list[QuarantineRecord] = field(default_factory=list)
+
+
+#: One simulated or replayed time step of one asset: ``(ts, asset, {sensor: value})``.
+Step = tuple[datetime, str, dict[str, float]]

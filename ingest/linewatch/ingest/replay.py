@@ -33,6 +33,7 @@ import polars as pl
 
 from linewatch.core.schema import is_valid_name
 from linewatch.ingest.labels import FaultLabel
+from linewatch.ingest.records import Step
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,6 @@ LABEL_COLUMN_NAMES: Final[frozenset[str]] = frozenset(
 LONG_COLUMNS: Final[tuple[str, ...]] = ("ts", "asset", "sensor", "value")
 _LONG_SCHEMA: Final = {"ts": pl.Datetime("us", "UTC"), "asset": pl.String, "sensor": pl.String, "value": pl.Float64}
 _INVALID_RE: Final = re.compile(r"[^A-Za-z0-9_.\-]+")
-
-Step = tuple[datetime, str, dict[str, float]]
 
 
 class DatasetError(ValueError):

@@ -35,6 +35,7 @@ from linewatch.ingest.faults import (
     validate_fault,
 )
 from linewatch.ingest.labels import FaultLabel
+from linewatch.ingest.records import Step
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,6 @@ _NOISE: Final[dict[str, float]] = {
 _AMBIENT_C: Final = 25.0
 _TEMP_TAU_S: Final = 600.0  # thermal time constant of a bearing housing
 _BLOCK: Final = 512  # random draws are made in blocks of this many steps
-
-Step = tuple[datetime, str, dict[str, float]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,36 +83,37 @@ def _daemon_logging(cfg: LinewatchConfig) -> None:
     setup_logging(cfg.logging.level, cfg.logging.format, cfg.logging.levels)
 
 
-@app.command("ingest")
-def ingest(config: ConfigOption = None) -> None:
-    """Run the ingest daemon (MQTT -> Parquet store) until SIGTERM or Ctrl-C."""
+def _run_daemon(config: Path | None, which: str) -> None:
+    """Load config, set up logging, run a daemon until SIGTERM/SIGINT (one stop event per process)."""
     from linewatch.core.lifecycle import StopEvent, install_signal_handlers
-    from linewatch.ingest.daemon import IngestDaemon
 
     cfg = load_or_exit(config)
     _daemon_logging(cfg)
     stop = StopEvent()
     restore = install_signal_handlers(stop)
     try:
-        IngestDaemon(cfg, stop=stop).run()
+        if which == "ingest":
+            from linewatch.ingest.daemon import IngestDaemon
+
+            IngestDaemon(cfg, stop=stop).run()
+        else:
+            from linewatch.serving.daemon import ServeDaemon
+
+            ServeDaemon(cfg, stop=stop).run()
     finally:
         restore()
+
+
+@app.command("ingest")
+def ingest(config: ConfigOption = None) -> None:
+    """Run the ingest daemon (MQTT -> Parquet store) until SIGTERM or Ctrl-C."""
+    _run_daemon(config, "ingest")
 
 
 @app.command("serve")
 def serve(config: ConfigOption = None) -> None:
     """Run the scoring daemon (store -> risk, alerts, attributions on /metrics) until SIGTERM or Ctrl-C."""
-    from linewatch.core.lifecycle import StopEvent, install_signal_handlers
-    from linewatch.serving.daemon import ServeDaemon
-
-    cfg = load_or_exit(config)
-    _daemon_logging(cfg)
-    stop = StopEvent()
-    restore = install_signal_handlers(stop)
-    try:
-        ServeDaemon(cfg, stop=stop).run()
-    finally:
-        restore()
+    _run_daemon(config, "serve")
 
 
 @app.command("demo")

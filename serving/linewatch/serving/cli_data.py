@@ -18,11 +18,10 @@ from rich.table import Table
 from linewatch.core.config import LinewatchConfig
 from linewatch.core.lifecycle import StopEvent, install_signal_handlers
 from linewatch.ingest.publish import PublishStats
+from linewatch.ingest.records import Step
 from linewatch.serving.cli_common import ConfigOption, load_or_exit, make_console
 
 console = make_console(stderr=True)
-
-Step = tuple[datetime, str, dict[str, float]]
 
 
 def backfill_start(now: datetime, duration_s: float, speed: float) -> datetime:
