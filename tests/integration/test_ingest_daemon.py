@@ -182,3 +182,42 @@ def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path, mosquitto_facto
         assert code == 0
     finally:
         ingest.cleanup()
+
+
+def test_store_failure_holds_messages_until_it_recovers(tmp_path: Path, mosquitto_factory: BrokerFactory) -> None:
+    """A write that fails (here: a file where a partition directory must go) leaves the messages
+    unacknowledged and reported; once the store works again, they are stored and nothing is lost."""
+    broker = mosquitto_factory(config_extra=SHIPPED_LIMITS)
+    ingest = IngestProcess(write_config(tmp_path, broker), tmp_path / "ingest.log").start()
+    try:
+        (ingest.data_root / "raw").mkdir(parents=True, exist_ok=True)
+        blocker = ingest.data_root / "raw" / "asset=pump-09"
+        blocker.write_text("not a directory")
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        now = datetime.now(UTC).isoformat()
+        for i in range(20):
+            payload = json.dumps({"ts": now, "value": float(i)})
+            client.publish(f"plant/s1/pump-09/t{i}", payload, qos=1).wait_for_publish(5)
+        _wait_for(
+            lambda: metric_value(ingest.http("/metrics")[1], "linewatch_ingest_flush_errors_total") >= 2,
+            20,
+            "flush errors reported",
+        )
+        code, body = ingest.http("/readyz")
+        assert code == 503 and "store not writable" in body
+        assert metric_value(ingest.http("/metrics")[1], "linewatch_ingest_readings_total") == 0
+        blocker.unlink()
+        _wait_for(
+            lambda: metric_value(ingest.http("/metrics")[1], "linewatch_ingest_readings_total") >= 20,
+            20,
+            "recovery after the store works again",
+        )
+        assert ingest.http("/readyz")[0] == 200
+        client.loop_stop()
+        assert ingest.terminate()[0] == 0
+        stored = scan_readings(ingest.data_root).collect()
+        assert stored.height == 20 and set(stored["asset"].to_list()) == {"pump-09"}
+    finally:
+        ingest.cleanup()

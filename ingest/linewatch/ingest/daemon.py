@@ -134,7 +134,10 @@ class IngestDaemon:
                 draining = True
                 self.source.pause()
                 log.info("stopping: draining %d queued messages", self.inbox.qsize())
-            got = self._take(batch, wait=0.0 if draining else self._wait_time(batch, last_arrival))
+            if self._last_flush_error is None or draining:
+                got = self._take(batch, wait=0.0 if draining else self._wait_time(batch, last_arrival))
+            else:  # the store is failing: take nothing more, so the bounded queue pushes back on the broker
+                got = 0
             now = time.monotonic()
             if got:
                 last_arrival = now
@@ -168,7 +171,6 @@ class IngestDaemon:
 
     def _take(self, batch: _Batch, wait: float) -> int:
         """Move up to a chunk of messages from the queue into the batch; block at most ``wait`` for the first."""
-        taken = 0
         try:
             first = self.inbox.get(timeout=wait) if wait > 0 else self.inbox.get_nowait()
         except queue.Empty:
