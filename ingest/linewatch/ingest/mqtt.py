@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from linewatch.core.clock import Clock, SystemClock
 from linewatch.core.config import IngestConfig, MqttConfig
 from linewatch.ingest.metrics import IngestMetrics
+from linewatch.ingest.mqtt_auth import apply_credentials
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +90,12 @@ class MqttSource:
             max_delay=max(1, round(mqtt_cfg.reconnect.max_delay_s)),
         )
         self.client.will_set(self.availability_topic, b"offline", qos=1, retain=True)
-        if mqtt_cfg.username is not None:
-            self.client.username_pw_set(mqtt_cfg.username, mqtt_cfg.resolved_password())
-        if mqtt_cfg.tls.enabled:
-            tls = mqtt_cfg.tls
-            self.client.tls_set(
-                ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                certfile=str(tls.cert_file) if tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls.key_file else None,
-                cert_reqs=ssl.CERT_NONE if tls.insecure_skip_verify else ssl.CERT_REQUIRED,
-            )
-            self.client.tls_insecure_set(tls.insecure_skip_verify)
+        apply_credentials(
+            self.client,
+            mqtt_cfg.username,
+            mqtt_cfg.resolved_password() if mqtt_cfg.username is not None else None,
+            mqtt_cfg.tls,
+        )
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import ssl
 import threading
 import time
 import uuid
@@ -30,6 +29,7 @@ from linewatch.core.config import TlsConfig
 from linewatch.core.lifecycle import StopEvent
 from linewatch.core.schema import is_valid_name
 from linewatch.ingest.labels import format_ts
+from linewatch.ingest.mqtt_auth import apply_credentials
 from linewatch.ingest.records import Step
 
 log = logging.getLogger(__name__)
@@ -278,15 +278,5 @@ def _make_client(
         client_id=client_id or f"linewatch-publish-{uuid.uuid4().hex[:8]}",
         protocol=mqtt.MQTTv5,
     )
-    if username is not None:
-        cli.username_pw_set(username, password)
-    if tls is not None and tls.enabled:
-        cli.tls_set(
-            ca_certs=str(tls.ca_file) if tls.ca_file else None,
-            certfile=str(tls.cert_file) if tls.cert_file else None,
-            keyfile=str(tls.key_file) if tls.key_file else None,
-            cert_reqs=ssl.CERT_NONE if tls.insecure_skip_verify else ssl.CERT_REQUIRED,
-        )
-        if tls.insecure_skip_verify:
-            cli.tls_insecure_set(True)
+    apply_credentials(cli, username, password, tls)
     return cli

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 import threading
 from typing import Any, Literal
 
@@ -36,6 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from linewatch.core.config import TlsConfig
+from linewatch.ingest.mqtt_auth import apply_credentials
 from linewatch.serving.alerts import AlertState, Transition
 
 log = logging.getLogger(__name__)
@@ -102,16 +102,7 @@ class AlertPublisher:
         self.client.max_queued_messages_set(max_queued)
         self.client.reconnect_delay_set(min_delay=max(1, reconnect_min_s), max_delay=max(1, reconnect_max_s))
         self.client.will_set(availability_topic, b"offline", qos=qos, retain=True)
-        if username is not None:
-            self.client.username_pw_set(username, password)
-        if tls is not None and tls.enabled:
-            self.client.tls_set(
-                ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                certfile=str(tls.cert_file) if tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls.key_file else None,
-                cert_reqs=ssl.CERT_NONE if tls.insecure_skip_verify else ssl.CERT_REQUIRED,
-            )
-            self.client.tls_insecure_set(tls.insecure_skip_verify)
+        apply_credentials(self.client, username, password, tls)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
