@@ -12,7 +12,7 @@ CONFIG      ?= deploy/config/linewatch.example.yaml
 PYTEST_ARGS ?=
 STAMP       := $(VENV)/.installed
 
-.PHONY: help install test lint typecheck pytest run train retrain bench clean
+.PHONY: help install test lint typecheck pytest run train retrain evaluate bench clean
 
 help:
 	@echo "make install    create $(VENV) and install linewatch with its dev tools"
@@ -22,6 +22,7 @@ help:
 	@echo "make typecheck  mypy on ingest models serving"
 	@echo "make train      train a model per asset group from the store (CONFIG=...)"
 	@echo "make retrain    train on the latest data; promote only if no worse than the champion"
+	@echo "make evaluate   SKAB, SMD and TEP benchmarks (data: LINEWATCH_BENCH_DATA or ../shared/data); .eval/"
 	@echo "make bench      benchmarks (not part of make test); JSON results under .bench/"
 
 $(STAMP): pyproject.toml
@@ -29,6 +30,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# tsb-ad's metric functions (checked against ours in a test) need only numpy and scikit-learn; its declared
+	# requirements pin numpy<2 and pull in torch and transformers, so it is installed without them.
+	$(BIN)/python -m pip install --quiet --no-deps "tsb-ad==1.5"
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -56,6 +60,14 @@ train: $(STAMP)
 # (the first model of a group always is). Scheduled by deploy/systemd/linewatch-retrain.timer.
 retrain: $(STAMP)
 	$(BIN)/linewatch train --config $(CONFIG) --promote if_better
+
+BENCH_DATA ?= $(or $(LINEWATCH_BENCH_DATA),../shared/data)
+
+evaluate: $(STAMP)
+	@mkdir -p .eval
+	$(BIN)/linewatch evaluate skab --data $(BENCH_DATA)/skab --out .eval/skab.json --report .eval/skab
+	$(BIN)/linewatch evaluate smd --data $(BENCH_DATA)/smd --out .eval/smd.json --report .eval/smd
+	$(BIN)/linewatch evaluate tep --data $(BENCH_DATA)/tep --out .eval/tep.json --report .eval/tep
 
 bench: $(STAMP)
 	@mkdir -p .bench

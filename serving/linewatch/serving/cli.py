@@ -14,7 +14,7 @@ import typer
 
 from linewatch.core.config import LinewatchConfig, config_json_schema
 from linewatch.core.version import __version__
-from linewatch.serving import cli_data, cli_models
+from linewatch.serving import cli_data, cli_evaluate, cli_models
 from linewatch.serving.cli_common import ConfigOption, load_or_exit
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ config_app = typer.Typer(help="Validate, show and describe the configuration.", 
 app.add_typer(config_app, name="config")
 cli_data.register(app)
 cli_models.register(app)
+cli_evaluate.register(app)
 
 
 def _version_callback(value: bool) -> None:

@@ -1,0 +1,110 @@
+"""SKAB (Skoltech Anomaly Benchmark): loader and the published per-file protocol.
+
+Protocol (data README): per labelled file, the first ``skab_train_rows`` (400) rows are training data (fit and
+threshold; here the last ``holdout_fraction`` of them calibrate the threshold, held out from fitting), the
+model is refit per file, and the rest is predicted with binary output ``anomaly_score >= 1``. TP/FP/FN/TN are
+pooled over all files. Rows are taken at the nominal 1 Hz (row index = seconds); the test rows are scored with
+the training rows as history, so every test row has a full window.
+
+Changepoints are scored with NAB (standard profile, a ``nab_window_s`` window to the right of each true
+changepoint); the predicted changepoints are the points where the binary prediction changes, SKAB's own
+convention. Raw NAB scores, perfect and null scores are summed over files before normalising.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from linewatch.models.evaluation.config import EvalConfig
+from linewatch.models.evaluation.metrics import Confusion, NabRaw, confusion, nab_score, nab_windows, transitions
+from linewatch.models.evaluation.pipeline import EvaluationError, fit_model, score_rows
+from linewatch.models.evaluation.result import EvalResult, SeriesPlot
+
+log = logging.getLogger(__name__)
+CADENCE_S = 1.0
+_LABELS = ("anomaly", "changepoint")
+_INDEX = "datetime"
+
+
+def find_files(data: Path) -> list[Path]:
+    """Every ``*.csv`` below ``data`` that carries SKAB labels (the anomaly-free file has none)."""
+    out = []
+    for path in sorted(data.rglob("*.csv")):
+        header = path.open(encoding="utf-8").readline()
+        if all(label in header.strip().split(";") for label in _LABELS):
+            out.append(path)
+    return out
+
+
+def load_file(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """``(sensors, values (T, S), anomaly (T,), changepoint (T,))`` of one SKAB CSV."""
+    frame = pl.read_csv(path, separator=";", infer_schema_length=10_000)
+    sensors = [c for c in frame.columns if c not in (*_LABELS, _INDEX)]
+    values = frame.select(pl.col(s).cast(pl.Float64) for s in sensors).to_numpy()
+    anomaly = frame["anomaly"].cast(pl.Float64).fill_null(0).to_numpy() > 0.5
+    changepoint = frame["changepoint"].cast(pl.Float64).fill_null(0).to_numpy() > 0.5
+    return sensors, values, anomaly, changepoint
+
+
+def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None = None) -> EvalResult:
+    files = find_files(data)
+    if not files:
+        raise EvaluationError(f"no labelled SKAB *.csv below {data}")
+    ds = cfg.skab
+    n_train = cfg.skab_train_rows
+    n_fit = round(n_train * (1 - ds.holdout_fraction))
+    width = round(cfg.nab_window_s / CADENCE_S)
+    pooled, nab = Confusion(), NabRaw()
+    per_file: dict[str, Any] = {}
+    plots: list[SeriesPlot] = []
+    started = time.monotonic()
+    for path in files:
+        name = path.relative_to(data).as_posix()
+        sensors, values, anomaly, changepoint = load_file(path)
+        if values.shape[0] <= n_train:
+            raise EvaluationError(f"{name}: {values.shape[0]} rows, need more than {n_train}")
+        fitted = fit_model([values[:n_fit]], [values[n_fit:n_train]], sensors, ds, CADENCE_S, name=name)
+        scores = score_rows(fitted, values[n_train:], values[:n_train], CADENCE_S)
+        pred = scores.anomaly_score >= 1.0
+        truth = anomaly[n_train:]
+        counts = confusion(pred, truth)
+        pooled = pooled + counts
+        cps = np.flatnonzero(changepoint[n_train:]).tolist()
+        file_nab = nab_score(transitions(pred), nab_windows(cps, width, truth.size))
+        nab = nab + file_nab
+        per_file[name] = {
+            "f1": counts.f1,
+            "far": counts.far,
+            "mar": counts.mar,
+            "tp": counts.tp,
+            "fp": counts.fp,
+            "fn": counts.fn,
+            "tn": counts.tn,
+            "nab_standard": file_nab.normalised,
+            "test_rows": int(truth.size),
+            "threshold": fitted.model.calibrator.threshold,
+            "excluded_sensors": fitted.excluded,
+        }
+        plots.append(SeriesPlot(name, scores.anomaly_score, truth, 1.0))
+        if say:
+            say(f"skab {name}: F1 {counts.f1:.3f} FAR {counts.far:.1f}% MAR {counts.mar:.1f}%")
+    summary = {
+        "f1": pooled.f1,
+        "far": pooled.far,
+        "mar": pooled.mar,
+        "nab_standard": nab.normalised,
+        "files": len(files),
+        "tp": pooled.tp,
+        "fp": pooled.fp,
+        "fn": pooled.fn,
+        "tn": pooled.tn,
+        "seconds": time.monotonic() - started,
+    }
+    return EvalResult("skab", cfg.model_dump(mode="json"), summary, per_file, plots, [])

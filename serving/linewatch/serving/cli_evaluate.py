@@ -1,0 +1,89 @@
+"""``linewatch evaluate {skab,smd,tep} --data DIR --out RESULT.json [--report DIR]`` (DESIGN §8)."""
+
+from __future__ import annotations
+
+import os
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from linewatch.serving.cli_common import ConfigOption, load_or_exit, make_console
+
+console = make_console(stderr=True)
+#: Where benchmark data lives when ``--data`` is not given: ``$LINEWATCH_BENCH_DATA/<dataset>``, else this.
+DEFAULT_BENCH_DATA = Path("../shared/data")
+
+
+class Dataset(StrEnum):
+    skab = "skab"
+    smd = "smd"
+    tep = "tep"
+
+
+def default_data(dataset: str) -> Path:
+    root = os.environ.get("LINEWATCH_BENCH_DATA")
+    return (Path(root) if root else DEFAULT_BENCH_DATA) / dataset
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("evaluate")
+    def evaluate(
+        dataset: Annotated[Dataset, typer.Argument(help="Benchmark format: skab, smd or tep.")],
+        out: Annotated[Path, typer.Option("--out", help="Write the JSON result here.", dir_okay=False)],
+        data: Annotated[
+            Path | None,
+            typer.Option(
+                "--data",
+                help="Folder with the benchmark's layout (default: $LINEWATCH_BENCH_DATA/<dataset>, "
+                "else ../shared/data/<dataset>).",
+                file_okay=False,
+            ),
+        ] = None,
+        report: Annotated[
+            Path | None, typer.Option("--report", help="Also write a Markdown report with plots into this folder.")
+        ] = None,
+        eval_config: Annotated[
+            Path | None,
+            typer.Option(
+                "--eval-config",
+                help="Evaluation YAML (detector, window, calibration per benchmark; default: the committed "
+                "configuration, deploy/config/evaluate.yaml).",
+                dir_okay=False,
+            ),
+        ] = None,
+        config: ConfigOption = None,
+    ) -> None:
+        """Measure the shipped pipeline on a public benchmark with its published protocol."""
+        load_or_exit(config)  # every command validates its --config; evaluation itself needs nothing from it
+        from pydantic import ValidationError
+
+        from linewatch.models.evaluation import EvaluationError, load_eval_config, run_dataset
+        from linewatch.models.evaluation.report import write_json, write_report
+
+        try:
+            cfg = load_eval_config(eval_config)
+        except (OSError, ValidationError, ValueError) as exc:
+            console.print(f"[red]evaluation config {eval_config}:[/red] {exc}")
+            raise typer.Exit(code=2) from exc
+        folder = data or default_data(dataset.value)
+        started = time.monotonic()
+        try:
+            with console.status(f"evaluating {dataset.value} from {folder}..."):
+                result = run_dataset(dataset.value, folder, cfg, say=console.print)
+        except EvaluationError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(code=1) from exc
+        write_json(result, out)
+        if report is not None:
+            path = write_report(result, report, plots=cfg.plots)
+            console.print(f"report: {path}")
+        shown = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in result.summary.items()
+            if not isinstance(v, dict)
+        )
+        console.print(f"[bold]{dataset.value}[/bold] in {time.monotonic() - started:.1f} s: {shown}")
+        console.print(f"result: {out}")
