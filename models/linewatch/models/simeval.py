@@ -1,9 +1,12 @@
 """Event-level evaluation on labelled data (the simulated plant, or any store with a labels file).
 
 Alerts are episodes of consecutive scored windows: a *machine* alert where the anomaly score is >= 1 and no
-sensor looks unhealthy, a *sensor* alert where a health check fails. Metrics are what a reliability engineer
-asks: how many machine faults raised an alert, how many alerts no fault explains (per asset per week), whether
-the named root-cause sensor is the injected one, and whether failing sensors are called sensor faults.
+sensor looks unhealthy (:data:`linewatch.models.health.SUPPRESS_MACHINE_ALERT`, serving's rule), a *sensor*
+alert where any health check fails. Metrics are what a reliability engineer asks: how many machine faults
+raised an alert, how many alerts no fault explains (per asset per week), whether the named root-cause sensor is
+the injected one, and whether failing sensors are called sensor faults. Machine alerts explained only by a
+labelled *sensor* fault are not false, but are counted apart (``machine_alerts_on_sensor_faults``): they send
+a mechanic to a failing sensor.
 
 Alert policy (:data:`ALERT_MIN_RUN`, :data:`ALERT_MERGE_GAP`, :data:`EVAL_STRIDE_STEPS`): windows are scored
 every 10 steps (10 s at the default 1 s cadence, the training stride the false-alarm budget is calibrated for);
@@ -15,7 +18,7 @@ raise alerts with the same rule (sustained >= 30 s, gaps <= 20 s merged) for the
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,6 +28,7 @@ import polars as pl
 from linewatch.ingest.labels import FaultLabel
 from linewatch.ingest.reader import to_wide
 from linewatch.models.events import Episode, episodes, overlaps, ranked_sensors
+from linewatch.models.health import SUPPRESS_MACHINE_ALERT, Status
 from linewatch.models.model import Model, ScoredWindows
 from linewatch.models.windows import Preprocessor
 
@@ -46,6 +50,7 @@ class SimEvalResult:
     stuck_or_drift: int = 0
     stuck_or_drift_as_sensor: int = 0
     false_machine_alerts: int = 0
+    machine_alerts_on_sensor_faults: int = 0
     normal_weeks: float = 0.0
     per_fault: list[dict[str, Any]] = field(default_factory=list)
 
@@ -60,6 +65,10 @@ class SimEvalResult:
             "stuck_drift_as_sensor_fault": ratio(self.stuck_or_drift_as_sensor, self.stuck_or_drift),
             "false_machine_alerts": float(self.false_machine_alerts),
             "false_alerts_per_asset_week": self.false_machine_alerts / self.normal_weeks if self.normal_weeks else 0.0,
+            "machine_alerts_on_sensor_faults": float(self.machine_alerts_on_sensor_faults),
+            "machine_alerts_on_sensor_faults_per_asset_week": (
+                self.machine_alerts_on_sensor_faults / self.normal_weeks if self.normal_weeks else 0.0
+            ),
             "machine_faults": float(self.machine_faults),
             "sensor_faults": float(self.sensor_faults),
         }
@@ -87,12 +96,18 @@ def evaluate_asset(
     *,
     min_run: int = ALERT_MIN_RUN,
     merge_gap: int = ALERT_MERGE_GAP,
+    suppress: Collection[Status] = SUPPRESS_MACHINE_ALERT,
 ) -> None:
-    """Add one asset's alerts and faults to ``result``."""
+    """Add one asset's alerts and faults to ``result``.
+
+    ``suppress``: the health statuses that hold the machine alert (serving's rule, see
+    :data:`linewatch.models.health.SUPPRESS_MACHINE_ALERT`); any unhealthy status raises a sensor alert.
+    """
     ts = scored.end_ts.astype("datetime64[us]").astype(np.int64)
     anomalous = (scored.anomaly_score >= 1.0) & scored.valid
     unhealthy = scored.sensor_fault
-    machine_eps = episodes(anomalous & ~unhealthy, min_run=min_run, merge_gap=merge_gap)
+    held = np.isin(scored.health, [int(s) for s in suppress]).any(axis=1)
+    machine_eps = episodes(anomalous & ~held, min_run=min_run, merge_gap=merge_gap)
     sensor_eps = episodes(unhealthy, min_run=min_run, merge_gap=merge_gap)
     mine = [lb for lb in labels if lb.asset == asset]
     # A fault's effects persist up to one window after it ends (the window still holds faulty samples).
@@ -101,9 +116,13 @@ def evaluate_asset(
     def span(ep: Episode) -> tuple[int, int]:
         return int(ts[ep.start]), int(ts[ep.end - 1]) + 1
 
+    not_sensor = [sp for sp, lb in zip(spans, mine, strict=True) if lb.kind != "sensor_fault"]
     for ep in machine_eps:
         if overlaps(*span(ep), spans) is None:
             result.false_machine_alerts += 1
+        elif overlaps(*span(ep), not_sensor) is None:
+            # Explained only by a sensor fault: not false, but it sends a mechanic to a failing sensor.
+            result.machine_alerts_on_sensor_faults += 1
     if len(ts):
         labelled = sum(min(hi, ts[-1]) - max(lo, ts[0]) for lo, hi in spans if hi > ts[0] and lo < ts[-1])
         result.normal_weeks += max(0.0, (ts[-1] - ts[0] - labelled) / _US / (7 * 86400))

@@ -16,10 +16,12 @@ Two alerts per asset, each a small state machine with its own timers:
   after ``sensor_clear_after_s`` of healthy windows (the same cooldown applies).
 
 Windows that carry no evidence hold state: an invalid window (too little data), a non-finite score or
-risk, and — for the machine alert only — a window with an unhealthy sensor neither raise nor clear,
-neither extend nor reset a pending timer. Time across such a gap is not counted: a timer is the sum of the
-intervals between consecutive *informative* windows, so a long data outage followed by one bad window
-never raises at once.
+risk, and — for the machine alert only — a window with a failing sensor neither raise nor
+clear, neither extend nor reset a pending timer, except statuses named in
+:data:`linewatch.models.health.AMBIGUOUS_STATUS_NAMES` (none by default): the rule :mod:`linewatch.models.simeval`
+measures.
+Time across such a gap is not counted: a timer is the sum of the intervals between consecutive *informative*
+windows, so a long data outage followed by one bad window never raises at once.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from linewatch.ingest.labels import format_ts
+from linewatch.models.health import AMBIGUOUS_STATUS_NAMES
 
 AlertKind = Literal["machine", "sensor"]
 AlertEvent = Literal["raised", "escalated", "cleared"]
@@ -257,7 +260,7 @@ class AlertPolicy:
             return []
         self._updated = ts
         out: list[Transition] = []
-        if unhealthy_sensors:
+        if any(status not in AMBIGUOUS_STATUS_NAMES for status in unhealthy_sensors.values()):
             # The score of a window with a failing sensor says nothing reliable about the machine.
             self._above.pause()
             self._below.pause()

@@ -90,3 +90,18 @@ def test_ecod_matches_pyod_for_a_single_window() -> None:
 def test_bad_hyper_parameters_fail_at_construction(cls: type, kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         cls(**kwargs)
+
+
+def test_pca_with_slopes_adds_up_and_round_trips() -> None:
+    """Slope coordinates fold back onto their sensors: contributions still sum to the score, and state reloads."""
+    rng = np.random.default_rng(3)
+    load = np.cumsum(rng.normal(scale=0.1, size=(60, 30, 1)), axis=1)
+    X = (load * [1.0, -1.0, 0.5] + 0.1 * rng.normal(size=(60, 30, 3))).astype(np.float32)
+    det = PcaT2Q(score_steps=4, slope_steps=10).fit(X)
+    np.testing.assert_allclose(det._contrib(X).sum(axis=1), det.decision_function(X))
+    assert det.expected(X).shape == (60, 3) and det.components_ is not None and det.components_.shape[0] == 6
+    iso = det.isolation(X)
+    assert iso is not None and iso.fault_z.shape == (60, 3)
+    tensors, meta = det.get_state()
+    again = PcaT2Q.from_state(det.config(), tensors, meta)
+    np.testing.assert_array_equal(again.decision_function(X), det.decision_function(X))

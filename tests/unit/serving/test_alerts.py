@@ -259,3 +259,19 @@ def test_raises_are_bounded_by_clears_and_spaced(
     assert len(raises) <= clears + 1
     for a, b in pairwise(raises):
         assert b - a >= cooldown + raise_after
+
+
+def test_only_ambiguous_statuses_let_the_machine_alert_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule shared with simeval: by default any unhealthy sensor holds the machine alert."""
+    from linewatch.serving import alerts
+
+    policy = AlertPolicy("pump-01")
+    got = feed(policy, [5.0] * 15, risk=0.9999, unhealthy={"vib": "drifting"})
+    assert events(got) == [(10, "sensor", "raised")]
+    monkeypatch.setattr(alerts, "AMBIGUOUS_STATUS_NAMES", frozenset({"drifting"}))
+    lenient = AlertPolicy("pump-02")
+    got = feed(lenient, [5.0] * 15, risk=0.9999, unhealthy={"vib": "drifting"})
+    assert events(got) == [(10, "machine", "raised"), (10, "sensor", "raised")]
+    held = AlertPolicy("pump-03")
+    got = feed(held, [5.0] * 15, risk=0.9999, unhealthy={"vib": "drifting", "temp": "stuck"})
+    assert events(got) == [(10, "sensor", "raised")]

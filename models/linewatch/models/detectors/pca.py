@@ -15,9 +15,21 @@ Attribution decomposes ``phi`` exactly: Q splits into squared per-sensor residua
 D = P Λ⁻¹ Pᵀ splits into the squared entries of D^½ z (the "complete decomposition" of Alcala & Qin 2009),
 so both parts are non-negative and the per-sensor contributions sum to the score.
 
+Time awareness (``slope_steps``): one step's sensor vector cannot tell a bearing that is hot because the load
+was high ten minutes ago from one that is hot for no reason: temperature follows load through a first-order
+lag (``dT/dt = (T_eq(load) - T) / tau``), so at a single step it looks decoupled from load. The recent
+*slope* of each sensor carries exactly the missing term (``T - T_eq = -tau dT/dt``, linear again), so each
+sample is the step's values plus every sensor's least-squares change over the trailing ``slope_steps`` steps.
+PCA then models "level and trend together", a lagging sensor after a load change fits the relation, and a
+sensor that departs alone still breaks it. The slope is fitted over many steps because a two-point
+difference of a noisy sensor is mostly noise. Attribution and isolation fold each sensor's two coordinates
+(level, slope) back into one.
+
 Isolation (:meth:`PcaT2Q.isolation`) is reconstruction-based (Dunia & Qin's sensor validity index): with
 ``C = I - P Pᵀ`` the residual projector and ``e = C z``, a fault of size ``f`` along sensor ``j`` best explaining
-the residual is ``f_j = e_j / C_jj``, and removing it leaves ``Q_j = Q - e_j² / C_jj``. A drifting sensor has a
+the residual is ``f_j = e_j / C_jj``, and removing it leaves ``Q_j = Q - e_j² / C_jj`` (with slope
+coordinates, the fault direction of sensor ``j`` spans its level and slope coordinates ``I_j`` and
+``Q_j = Q - e_Iᵀ (C_II)⁺ e_I``; ``f_j`` is the level part of ``(C_II)⁺ e_I``). A drifting sensor has a
 persistent ``f_j`` (averaged over the scored steps, so noise averages out) far beyond its spread on normal
 training windows, and ``Q_j`` back to normal; a machine fault moves several sensors in a pattern no single
 sensor's fault reproduces, so ``Q_j`` stays high for every ``j``.
@@ -67,7 +79,7 @@ def t2_q_parts(
 
 @register_detector
 class PcaT2Q(Detector):
-    """PCA on per-step sensor vectors; score = mean of T²/T²_lim + Q/Q_lim over the last steps of the window."""
+    """PCA on per-step sensor vectors (and slopes); score = mean of T²/T²_lim + Q/Q_lim over the last steps."""
 
     name = "pca_t2q"
 
@@ -78,6 +90,7 @@ class PcaT2Q(Detector):
         n_components: int | None = None,
         score_steps: int = 10,
         limit_quantile: float = 0.99,
+        slope_steps: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
@@ -89,6 +102,9 @@ class PcaT2Q(Detector):
             raise ValueError(f"score_steps must be a positive integer, got {score_steps!r}")
         if not 0.5 <= limit_quantile < 1.0:
             raise ValueError(f"limit_quantile must be in [0.5, 1), got {limit_quantile!r}")
+        if isinstance(slope_steps, bool) or slope_steps < 0 or slope_steps == 1:
+            raise ValueError(f"slope_steps must be 0 (off) or at least 2, got {slope_steps!r}")
+        self.slope_steps = int(slope_steps)
         self.variance = float(variance)
         self.n_components = None if n_components is None else int(n_components)
         self.score_steps = int(score_steps)
@@ -108,12 +124,50 @@ class PcaT2Q(Detector):
             "n_components": self.n_components,
             "score_steps": self.score_steps,
             "limit_quantile": self.limit_quantile,
+            "slope_steps": self.slope_steps,
         }
+
+    # -- samples -----------------------------------------------------------------------------------------
+    def _layout(self, length: int) -> tuple[int, int]:
+        """(scored steps, slope span) for windows of ``length`` steps; span 0 means no slope coordinates."""
+        if not self.slope_steps:
+            return min(self.score_steps, length), 0
+        span = max(2, min(self.slope_steps, length))
+        return max(1, min(self.score_steps, length - span + 1)), span
+
+    def _samples(self, X: Array, steps: int) -> npt.NDArray[np.float64]:
+        """The samples of the last ``steps`` steps of each window, ``(n, steps, F)``: values, then slopes."""
+        values = X[:, X.shape[1] - steps :, :].astype(np.float64)
+        _, span = self._layout(X.shape[1])
+        if not span:
+            return values
+        if X.shape[1] < 2:
+            return np.concatenate([values, np.zeros_like(values)], axis=2)
+        t = np.arange(span, dtype=np.float64)
+        weights = (t - t.mean()) / ((t - t.mean()) ** 2).sum() * (span - 1)  # fitted change over the span
+        tail = X[:, X.shape[1] - (steps + span - 1) :, :].astype(np.float64)
+        slopes = np.lib.stride_tricks.sliding_window_view(tail, span, axis=1) @ weights  # (n, steps, S)
+        return np.concatenate([values, slopes], axis=2)
+
+    def _standardised(self, X: Array) -> npt.NDArray[np.float64]:
+        assert self.mean_ is not None and self.scale_ is not None
+        steps, _ = self._layout(X.shape[1])
+        return (self._samples(X, steps) - self.mean_) / self.scale_
+
+    def _fold(self, parts: npt.NDArray[np.float64], n_sensors: int) -> npt.NDArray[np.float64]:
+        """Per-coordinate parts ``(..., F)`` summed back to sensors ``(..., S)``."""
+        if parts.shape[-1] == n_sensors:
+            return parts
+        return np.asarray(parts[..., :n_sensors] + parts[..., n_sensors:], dtype=np.float64)
 
     # -- hooks -------------------------------------------------------------------------------------------
     def _fit(self, X: Array, X_val: Array | None) -> None:
         del X_val  # nothing to tune early; the limits come from the training distribution
-        samples = X.reshape(-1, X.shape[2]).astype(np.float64)
+        _, span = self._layout(X.shape[1])
+        # Every step that has a full slope span behind it is a training sample.
+        all_steps = X.shape[1] - span + 1 if span else X.shape[1]
+        sampled = self._samples(X, all_steps)
+        samples = sampled.reshape(-1, sampled.shape[2])
         mean = samples.mean(axis=0)
         scale = samples.std(axis=0)
         scale = np.where(scale > 1e-9, scale, 1.0)  # a constant sensor carries no correlation to model
@@ -122,7 +176,7 @@ class PcaT2Q(Detector):
         eigenvalues, vectors = np.linalg.eigh(cov)
         order = np.argsort(eigenvalues)[::-1]
         eigenvalues, vectors = np.clip(eigenvalues[order], 0.0, None), vectors[:, order]
-        n_sensors = X.shape[2]
+        n_sensors = samples.shape[1]  # coordinates: sensors, plus their slopes
         k = self.n_components or select_components(eigenvalues, self.variance, n_sensors)
         k = max(1, min(k, n_sensors - 1)) if n_sensors > 1 else 1
         # Deterministic sign: the largest-magnitude loading of each component is positive.
@@ -142,11 +196,10 @@ class PcaT2Q(Detector):
         if self.mean_ is None or self.scale_ is None or self.components_ is None or self.eigenvalues_ is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted")
         assert self.t2_limit_ is not None and self.q_limit_ is not None
-        steps = min(self.score_steps, X.shape[1])
-        Z = (X[:, -steps:, :].astype(np.float64) - self.mean_) / self.scale_
+        Z = self._standardised(X)
         t2_parts, q_parts, recon = t2_q_parts(Z, self.components_, self.eigenvalues_)
-        contrib = t2_parts / self.t2_limit_ + q_parts / self.q_limit_
-        return contrib, recon * self.scale_ + self.mean_
+        contrib = self._fold(t2_parts / self.t2_limit_ + q_parts / self.q_limit_, X.shape[2])
+        return contrib, (recon * self.scale_ + self.mean_)[..., : X.shape[2]]
 
     def _score(self, X: Array) -> npt.NDArray[Any]:
         contrib, _ = self._parts(X)
@@ -164,13 +217,23 @@ class PcaT2Q(Detector):
         """Window-mean single-sensor fault sizes ``f_j`` (n, S) and the Q left after removing each (n, S)."""
         assert self.mean_ is not None and self.scale_ is not None and self.components_ is not None
         assert self.q_limit_ is not None
-        steps = min(self.score_steps, X.shape[1])
-        Z = (X[:, -steps:, :].astype(np.float64) - self.mean_) / self.scale_
+        Z = self._standardised(X)
         e = Z - (Z @ self.components_) @ self.components_.T  # residual C z (C symmetric)
-        diag = np.maximum(1.0 - (self.components_**2).sum(axis=1), _EPS)  # C_jj
         q = (e**2).sum(axis=2, keepdims=True)
-        remaining = np.maximum(q - e**2 / diag, 0.0) / self.q_limit_
-        return (e / diag).mean(axis=1), remaining.mean(axis=1)
+        n_sensors = X.shape[2]
+        if Z.shape[2] == n_sensors:
+            diag = np.maximum(1.0 - (self.components_**2).sum(axis=1), _EPS)  # C_jj
+            remaining = np.maximum(q - e**2 / diag, 0.0) / self.q_limit_
+            return (e / diag).mean(axis=1), remaining.mean(axis=1)
+        # Two-dimensional fault direction per sensor: its level and slope coordinates.
+        C = np.eye(Z.shape[2]) - self.components_ @ self.components_.T
+        idx = np.stack([np.arange(n_sensors), np.arange(n_sensors) + n_sensors], axis=1)  # (S, 2)
+        blocks = np.linalg.pinv(C[idx[:, :, None], idx[:, None, :]])  # (S, 2, 2) pseudo-inverses of C_II
+        e_pairs = e[..., idx]  # (n, steps, S, 2)
+        f = np.einsum("sab,ntsb->ntsa", blocks, e_pairs)
+        removed = (e_pairs * f).sum(axis=3)
+        remaining = np.maximum(q - removed, 0.0) / self.q_limit_
+        return f[..., 0].mean(axis=1), remaining.mean(axis=1)
 
     def _isolation(self, X: Array) -> Isolation | None:
         if self.mean_ is None or self.components_ is None:
@@ -196,7 +259,11 @@ class PcaT2Q(Detector):
 
     def _set_state(self, tensors: Tensors, meta: dict[str, Any]) -> None:
         components = np.asarray(tensors["components"], dtype=np.float64)
-        if components.shape != (int(meta["n_sensors"]), int(meta["n_components"])):
+        n_sensors = int(meta["n_sensors"])
+        if self.slope_steps and components.shape[0] == n_sensors:
+            self.slope_steps = 0  # a bundle saved before slope coordinates existed
+        coordinates = n_sensors * (2 if self.slope_steps else 1)
+        if components.shape != (coordinates, int(meta["n_components"])):
             raise ValueError(f"PCA components shaped {components.shape} do not match the saved metadata")
         self.mean_ = np.asarray(tensors["mean"], dtype=np.float64)
         self.scale_ = np.asarray(tensors["scale"], dtype=np.float64)
