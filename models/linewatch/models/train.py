@@ -39,7 +39,14 @@ from linewatch.models.calibration import Calibrator
 from linewatch.models.model import Model
 from linewatch.models.quality import render_text, summarise, usable_sensors
 from linewatch.models.registry import Registry
-from linewatch.models.windows import Preprocessor, Windows, WindowSpec, exclude_labelled, in_labels, label_windows
+from linewatch.models.windows import (
+    Preprocessor,
+    WindowSpec,
+    concat_windows,
+    exclude_labelled,
+    in_labels,
+    label_windows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,20 +115,6 @@ def library_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = "absent"
     return out
-
-
-def _concat(parts: list[Windows]) -> Windows:
-    first = parts[0]
-    return Windows(
-        X=np.concatenate([p.X for p in parts]),
-        mask=np.concatenate([p.mask for p in parts]),
-        raw=np.concatenate([p.raw for p in parts]),
-        last_raw=np.concatenate([p.last_raw for p in parts]),
-        end_ts=np.concatenate([p.end_ts for p in parts]),
-        coverage=np.concatenate([p.coverage for p in parts]),
-        sensors=first.sensors,
-        spec=first.spec,
-    )
 
 
 def holdout_metrics(
@@ -211,7 +204,7 @@ def train_group(
     for asset, frame in train_frames:
         windows = exclude_labelled(pre.transform(frame), labels, asset)
         train_parts.append(windows.select(windows.valid))
-    train = _concat([w for w in train_parts if len(w)] or train_parts)
+    train = concat_windows([w for w in train_parts if len(w)] or train_parts)
     if len(train) < 20:
         raise TrainingError(f"asset group {group.name!r}: only {len(train)} usable training windows (need 20)")
     emit(f"training {group.detector.name} on {len(train):,} windows of {spec.length} steps x {len(sensors)} sensors")
@@ -226,7 +219,7 @@ def train_group(
     normal = [w for w in holdout_normal if len(w)]
     if not normal or sum(len(w) for w in normal) < 50:
         raise TrainingError(f"asset group {group.name!r}: fewer than 50 held-out normal windows to calibrate on")
-    held = _concat(normal)
+    held = concat_windows(normal)
     scores = detector.decision_function(held.X)
     cal = group.calibration
     windows_per_week = 7 * 86400 / (spec.stride * spec.cadence_s)

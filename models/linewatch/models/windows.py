@@ -111,6 +111,21 @@ class Windows:
         return replace(self, **arrays)
 
 
+def concat_windows(parts: Sequence[Windows]) -> Windows:
+    """Several window batches (e.g. one per asset) as one, for a single detector call."""
+    first = parts[0]
+    return Windows(
+        X=np.concatenate([p.X for p in parts]),
+        mask=np.concatenate([p.mask for p in parts]),
+        raw=np.concatenate([p.raw for p in parts]),
+        last_raw=np.concatenate([p.last_raw for p in parts]),
+        end_ts=np.concatenate([p.end_ts for p in parts]),
+        coverage=np.concatenate([p.coverage for p in parts]),
+        sensors=first.sensors,
+        spec=first.spec,
+    )
+
+
 def _to_us(ts: npt.ArrayLike) -> npt.NDArray[np.int64]:
     arr = np.asarray(ts)
     if np.issubdtype(arr.dtype, np.datetime64):

@@ -29,7 +29,7 @@ from linewatch.models.calibration import Calibrator
 from linewatch.models.evaluation.config import DatasetEval
 from linewatch.models.model import Model
 from linewatch.models.quality import summarise, usable_sensors
-from linewatch.models.windows import Preprocessor, Windows, WindowSpec
+from linewatch.models.windows import Preprocessor, Windows, WindowSpec, concat_windows
 
 F64 = npt.NDArray[np.float64]
 #: Synthetic start of every benchmark series (only differences matter).
@@ -83,19 +83,7 @@ def _windows(pre: Preprocessor, chunks: Sequence[F64], sensors: Sequence[str], c
     parts = [p for p in parts if len(p)]
     if not parts:
         return None
-    if len(parts) == 1:
-        return parts[0]
-    first = parts[0]
-    return Windows(
-        X=np.concatenate([p.X for p in parts]),
-        mask=np.concatenate([p.mask for p in parts]),
-        raw=np.concatenate([p.raw for p in parts]),
-        last_raw=np.concatenate([p.last_raw for p in parts]),
-        end_ts=np.concatenate([p.end_ts for p in parts]),
-        coverage=np.concatenate([p.coverage for p in parts]),
-        sensors=first.sensors,
-        spec=first.spec,
-    )
+    return parts[0] if len(parts) == 1 else concat_windows(parts)
 
 
 def fit_model(
