@@ -17,6 +17,7 @@ collide across writers or restarts and no writer ever needs to coordinate with a
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -133,20 +134,21 @@ def list_partitions(
     Pruning by listing directories means a query for one hour opens the files of one day, not the store.
     """
     base = asset_dir(root, asset)
-    try:
-        entries = list(base.iterdir())
-    except FileNotFoundError:
-        return []
     found = []
-    for entry in entries:
-        if not entry.name.startswith(DATE_KEY):
-            continue
-        try:
-            day = date.fromisoformat(entry.name[len(DATE_KEY) :])
-        except ValueError:
-            continue
-        if (first is None or day >= first) and (last is None or day <= last) and entry.is_dir():
-            found.append((day, entry))
+    try:
+        # scandir's entries know whether they are directories without a stat call per entry.
+        with os.scandir(base) as entries:
+            for entry in entries:
+                if not entry.name.startswith(DATE_KEY):
+                    continue
+                try:
+                    day = date.fromisoformat(entry.name[len(DATE_KEY) :])
+                except ValueError:
+                    continue
+                if (first is None or day >= first) and (last is None or day <= last) and entry.is_dir():
+                    found.append((day, base / entry.name))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
     return sorted(found)
 
 
