@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from linewatch.models.base import Array, check_windows
-from linewatch.models.features import FeatureSpec
+from linewatch.models.features import FeatureSpec, SpecFeatures
 
 F64 = npt.NDArray[np.float64]
 #: A kernel maps rows ``x`` (m, L) float64, C-contiguous, plus the calculator's parameters, to (m,) float64.
@@ -217,16 +217,14 @@ def _validate(sensor: str, fc: str, params: Mapping[str, Any] | None) -> None:
         raise ValueError(f"{sensor}: {fc} lag must be >= 0")
 
 
-class FastFeatures:
+class FastFeatures(SpecFeatures):
     """Vectorised numpy replay of a :class:`FeatureSpec`; implements the ``FeatureExtractor`` protocol."""
 
     def __init__(self, spec: FeatureSpec) -> None:
-        self.spec = spec
+        super().__init__(spec)
         columns = list(spec.columns())
         for sensor_index, _, fc, params in columns:
             _validate(spec.sensors[sensor_index], fc, params)
-        self._names = [name for _, name, _, _ in columns]
-        self._sensors = np.array([s for s, _, _, _ in columns], dtype=np.int64)
         # Plan: each distinct (calculator, parameters) runs once over every sensor that asks for it.
         plan: dict[str, tuple[str, dict[str, Any] | None, list[int], list[int]]] = {}
         for col, (sensor_index, _, fc, params) in enumerate(columns):
@@ -238,14 +236,6 @@ class FastFeatures:
             (fc, params or {}, np.array(sensors, dtype=np.intp), np.array(cols, dtype=np.intp))
             for fc, params, sensors, cols in plan.values()
         ]
-
-    @property
-    def feature_names(self) -> list[str]:
-        return list(self._names)
-
-    @property
-    def feature_sensors(self) -> npt.NDArray[np.int64]:
-        return self._sensors.copy()
 
     def transform(self, X: Array) -> npt.NDArray[np.float64]:
         """Windows ``(n, L, S)`` -> features ``(n, F)``, computed in float64 on the float32 input values."""

@@ -133,8 +133,8 @@ def _copy_fc_parameters(fcs: Mapping[str, Any]) -> FcParameters:
     return {str(fc): None if p is None else [dict(d) for d in p] for fc, p in fcs.items()}
 
 
-class TsfreshFeatures:
-    """Features computed by ``tsfresh.extract_features`` (the reference; offline only, never in a scoring loop)."""
+class SpecFeatures:
+    """What every extractor of a :class:`FeatureSpec` shares: the column names and their sensors."""
 
     def __init__(self, spec: FeatureSpec) -> None:
         self.spec = spec
@@ -148,6 +148,10 @@ class TsfreshFeatures:
     @property
     def feature_sensors(self) -> npt.NDArray[np.int64]:
         return self._sensors.copy()
+
+
+class TsfreshFeatures(SpecFeatures):
+    """Features computed by ``tsfresh.extract_features`` (the reference; offline only, never in a scoring loop)."""
 
     def transform(self, X: Array) -> npt.NDArray[np.float64]:
         """Windows ``(n, L, S)`` -> features ``(n, F)`` in the spec's column order (values as float64)."""
