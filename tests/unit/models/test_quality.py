@@ -37,16 +37,18 @@ def test_coverage_gaps_duplicates_distribution() -> None:
 
 def test_late_start_counts_as_missing_and_flat_line_and_counter() -> None:
     rows = [("late", 10 * i, float(i % 3)) for i in range(10, 20)]
-    rows += [("flat", 10 * i, 5.0 if i < 15 else float(i)) for i in range(20)]
+    rows += [("flat", 10 * i, 6.0 if i < 10 else 5.0) for i in range(20)]  # two flat runs: never moves otherwise
+    rows += [("idle", 10 * i, 5.0 if i < 15 or i % 2 else float(i)) for i in range(20)]  # idle 80 %, then moves
     rows += [("counter", 10 * i, float(i * i)) for i in range(20)]
     report = summarise(long_frame(rows), 10.0, flat_run=10)
     assert report.sensors["late"].coverage == 0.5 and report.sensors["late"].longest_gap_steps == 10
-    assert report.sensors["flat"].flat_share == 15 / 20
+    assert report.sensors["flat"].flat_share == 1.0
+    assert report.sensors["idle"].flat_share == 16 / 20
     assert report.sensors["counter"].monotonic
     usable, excluded = usable_sensors(report)
-    assert usable == []
+    assert usable == ["idle"]  # a sensor that rests most of the time but moves carries events: kept
     assert "coverage 50%" in excluded["late"]
-    assert "flat-lined" in excluded["flat"] and "monotonic" in excluded["counter"]
+    assert excluded["flat"] == "flat-lined 100% of the time (> 95%)" and "monotonic" in excluded["counter"]
 
 
 def test_zero_variance_limits_and_rules_are_parameters() -> None:
