@@ -78,6 +78,7 @@ def test_ecod_matches_pyod_for_a_single_window() -> None:
     [
         (PcaT2Q, {"variance": 0.0}),
         (PcaT2Q, {"score_steps": 0}),
+        (PcaT2Q, {"attribution": "shapley"}),
         (EcodDetector, {"max_train": 1}),
         (IForestDetector, {"n_estimators": 0}),
         (DenseAutoencoder, {"latent": 0}),
@@ -105,3 +106,23 @@ def test_pca_with_slopes_adds_up_and_round_trips() -> None:
     tensors, meta = det.get_state()
     again = PcaT2Q.from_state(det.config(), tensors, meta)
     np.testing.assert_array_equal(again.decision_function(X), det.decision_function(X))
+
+
+def test_pca_deviation_attribution_names_the_sensor_that_moved_and_round_trips() -> None:
+    """Three sensors driven by one load; sensor 2 alone jumps far out of its range in the scored steps. The
+    deviation attribution ranks it first with most of the share; scores do not depend on the attribution."""
+    rng = np.random.default_rng(4)
+    load = rng.normal(size=(80, 12, 1))
+    X = (load * [1.0, 0.9, 0.8] + 0.05 * rng.normal(size=(80, 12, 3))).astype(np.float32)
+    faulty = X[:5].copy()
+    faulty[:, -4:, 2] += 6.0
+    decomposition = PcaT2Q(score_steps=4).fit(X)
+    deviation = PcaT2Q(score_steps=4, attribution="deviation").fit(X)
+    np.testing.assert_array_equal(deviation.decision_function(faulty), decomposition.decision_function(faulty))
+    shares = deviation.contributions(faulty)
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0)
+    assert (shares.argmax(axis=1) == 2).all() and (shares[:, 2] > 0.8).all()
+    tensors, meta = deviation.get_state()
+    again = PcaT2Q.from_state(deviation.config(), tensors, meta)
+    assert again.attribution == "deviation"
+    np.testing.assert_array_equal(again.contributions(faulty), shares)
