@@ -16,7 +16,7 @@ from linewatch.ingest.simulate import AssetSpec, Plant, PlantConfig
 from linewatch.ingest.store import ParquetStore
 from linewatch.models.model import Model, ModelMismatchError
 from linewatch.models.registry import Registry
-from linewatch.models.train import TrainingError, train_group
+from linewatch.models.train import ADVISED_TRAINING_S, TrainingError, train_group, training_span_s
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -48,8 +48,12 @@ def test_train_register_promote_and_score(plant_store: tuple[Path, list[FaultLab
     root, labels = plant_store
     registry = Registry(tmp_path / "models")
     group = AssetGroupConfig(name="pumps", assets=["pump-*"], detector=DetectorConfig(name="pca_t2q"))
-    report = train_group(root, group, registry, labels=labels, say=lambda _: None)
+    said: list[str] = []
+    report = train_group(root, group, registry, labels=labels, say=said.append)
     assert report.promoted and report.decision == "first model of the group"
+    # Three hours of history: the model is trained, with a warning that it is too little for the budget.
+    assert any(line.startswith("warning:") and "3.0 h" in line for line in said), said
+    assert report.metrics["training_span_hours"] == pytest.approx(3.0, abs=0.01)
     assert report.assets == ["pump-01", "pump-02"] and len(report.sensors) == 6
     assert registry.champion("pumps") == report.version
     assert 0 <= report.metrics["false_alarm_rate"] < 0.05
@@ -100,3 +104,10 @@ def test_frame_fixture_is_long(plant_store: tuple[Path, list[FaultLabel]]) -> No
     assert sorted(pl.read_parquet(next((root / "raw").rglob("*.parquet"))).columns) == sorted(
         ["ts", "asset", "sensor", "value", "received_at"]
     )
+
+
+def test_training_span() -> None:
+    ts = [START, START + timedelta(days=4), START + timedelta(hours=5)]
+    frame = pl.DataFrame({"ts": ts, "value": [1.0, 2.0, 3.0]})
+    assert training_span_s(frame) == 4 * 86400 >= ADVISED_TRAINING_S
+    assert training_span_s(frame.head(0)) == 0.0
