@@ -3,10 +3,10 @@
 Alerts are episodes of consecutive scored windows: a *machine* alert where the anomaly score is >= 1 and no
 sensor looks unhealthy (:data:`linewatch.models.health.SUPPRESS_MACHINE_ALERT`, serving's rule), a *sensor*
 alert where any health check fails. Metrics are what a reliability engineer asks: how many machine faults
-raised an alert, how many alerts no fault explains (per asset per week), whether the named root-cause sensor is
-the injected one, and whether failing sensors are called sensor faults. Machine alerts explained only by a
-labelled *sensor* fault are not false, but are counted apart (``machine_alerts_on_sensor_faults``): they send
-a mechanic to a failing sensor.
+raised an alert, how many machine alerts and how many sensor alerts no fault explains (per asset per week),
+whether the named root-cause sensor is the injected one, and whether failing sensors are called sensor faults.
+Machine alerts explained only by a labelled *sensor* fault are not false, but are counted apart
+(``machine_alerts_on_sensor_faults``): they send a mechanic to a failing sensor.
 
 Alert policy (:data:`ALERT_MIN_RUN`, :data:`ALERT_MERGE_GAP`, :data:`EVAL_STRIDE_STEPS`): windows are scored
 every 10 steps (10 s at the default 1 s cadence, the training stride the false-alarm budget is calibrated for);
@@ -50,6 +50,7 @@ class SimEvalResult:
     stuck_or_drift: int = 0
     stuck_or_drift_as_sensor: int = 0
     false_machine_alerts: int = 0
+    false_sensor_alerts: int = 0
     machine_alerts_on_sensor_faults: int = 0
     normal_weeks: float = 0.0
     per_fault: list[dict[str, Any]] = field(default_factory=list)
@@ -65,6 +66,10 @@ class SimEvalResult:
             "stuck_drift_as_sensor_fault": ratio(self.stuck_or_drift_as_sensor, self.stuck_or_drift),
             "false_machine_alerts": float(self.false_machine_alerts),
             "false_alerts_per_asset_week": self.false_machine_alerts / self.normal_weeks if self.normal_weeks else 0.0,
+            "false_sensor_alerts": float(self.false_sensor_alerts),
+            "false_sensor_alerts_per_asset_week": (
+                self.false_sensor_alerts / self.normal_weeks if self.normal_weeks else 0.0
+            ),
             "machine_alerts_on_sensor_faults": float(self.machine_alerts_on_sensor_faults),
             "machine_alerts_on_sensor_faults_per_asset_week": (
                 self.machine_alerts_on_sensor_faults / self.normal_weeks if self.normal_weeks else 0.0
@@ -123,6 +128,8 @@ def evaluate_asset(
         elif overlaps(*span(ep), not_sensor) is None:
             # Explained only by a sensor fault: not false, but it sends a mechanic to a failing sensor.
             result.machine_alerts_on_sensor_faults += 1
+    # A sensor alert no label explains sends a technician to a healthy sensor: counted, not hidden.
+    result.false_sensor_alerts += sum(overlaps(*span(ep), spans) is None for ep in sensor_eps)
     if len(ts):
         labelled = sum(min(hi, ts[-1]) - max(lo, ts[0]) for lo, hi in spans if hi > ts[0] and lo < ts[-1])
         result.normal_weeks += max(0.0, (ts[-1] - ts[0] - labelled) / _US / (7 * 86400))
