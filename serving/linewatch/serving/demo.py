@@ -204,6 +204,7 @@ def _train(cfg: LinewatchConfig, root: Path, labels: list[FaultLabel]) -> dict[s
     registry = Registry(root / "models")
     models: dict[str, Model] = {}
     console.print("[bold]5. train[/bold]: one model per asset group (faults in labels.csv are not trained on)")
+    console.print("  (on the hours just simulated; `linewatch train` warns below 3 days, the least a plant should use)")
     for group in cfg.models.asset_groups:
         report = train_group(root, group, registry, labels=labels, say=lambda _text: None)
         m = report.metrics
