@@ -34,6 +34,8 @@ GOALS = {
     "single_sensor_top1": (0.8, True),
     "stuck_drift_as_sensor_fault": (0.8, True),
 }
+#: Reported beside the goals (mean and worst), without a goal of their own: what the operator also pays.
+WATCHED = {"false_sensor_alerts_per_asset_week": False, "machine_faults_with_machine_alert": True}
 
 
 def test_bench_sim_quality(tmp_path: Path) -> None:
@@ -57,6 +59,8 @@ def test_bench_sim_quality(tmp_path: Path) -> None:
     aggregate = {}
     for metric, (goal, higher) in GOALS.items():
         values = [float(s[metric]) for s in per_seed if not math.isnan(float(s[metric]))]
+        if not values:  # no seed had such a fault to find
+            values = [math.nan]
         worst = min(values) if higher else max(values)
         aggregate[metric] = {
             "mean": sum(values) / len(values),
@@ -64,6 +68,10 @@ def test_bench_sim_quality(tmp_path: Path) -> None:
             "goal": goal,
             "meets_goal_worst": worst >= goal if higher else worst <= goal,
         }
+    for metric, higher in WATCHED.items():
+        values = [float(s[metric]) for s in per_seed if not math.isnan(float(s[metric]))]
+        if values:
+            aggregate[metric] = {"mean": sum(values) / len(values), "worst": min(values) if higher else max(values)}
     result_json = {
         "benchmark": "sim_quality",
         "seeds": list(SEEDS),
@@ -78,5 +86,6 @@ def test_bench_sim_quality(tmp_path: Path) -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result_json, indent=2, default=str) + "\n")
     for metric, agg in aggregate.items():
-        print(f"\n{metric}: mean {agg['mean']:.3f} worst {agg['worst']:.3f} (goal {agg['goal']})", end="")
+        goal = f" (goal {agg['goal']})" if "goal" in agg else ""
+        print(f"\n{metric}: mean {agg['mean']:.3f} worst {agg['worst']:.3f}{goal}", end="")
     print()
