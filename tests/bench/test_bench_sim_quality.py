@@ -15,6 +15,7 @@ import math
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,22 +57,18 @@ def test_bench_sim_quality(tmp_path: Path) -> None:
                 "faults": result.per_fault,
             }
         )
-    aggregate = {}
+    aggregate: dict[str, dict[str, float | bool]] = {}
     for metric, (goal, higher) in GOALS.items():
-        values = [float(s[metric]) for s in per_seed if not math.isnan(float(s[metric]))]
-        if not values:  # no seed had such a fault to find
-            values = [math.nan]
-        worst = min(values) if higher else max(values)
+        mean, worst = _mean_worst(per_seed, metric, higher)
         aggregate[metric] = {
-            "mean": sum(values) / len(values),
+            "mean": mean,
             "worst": worst,
             "goal": goal,
             "meets_goal_worst": worst >= goal if higher else worst <= goal,
         }
     for metric, higher in WATCHED.items():
-        values = [float(s[metric]) for s in per_seed if not math.isnan(float(s[metric]))]
-        if values:
-            aggregate[metric] = {"mean": sum(values) / len(values), "worst": min(values) if higher else max(values)}
+        mean, worst = _mean_worst(per_seed, metric, higher)
+        aggregate[metric] = {"mean": mean, "worst": worst}
     result_json = {
         "benchmark": "sim_quality",
         "seeds": list(SEEDS),
@@ -89,3 +86,11 @@ def test_bench_sim_quality(tmp_path: Path) -> None:
         goal = f" (goal {agg['goal']})" if "goal" in agg else ""
         print(f"\n{metric}: mean {agg['mean']:.3f} worst {agg['worst']:.3f}{goal}", end="")
     print()
+
+
+def _mean_worst(per_seed: list[dict[str, Any]], metric: str, higher: bool) -> tuple[float, float]:
+    """Mean and worst over the seeds that could measure ``metric`` (NaN, NaN when none could)."""
+    values = [float(s[metric]) for s in per_seed if not math.isnan(float(s[metric]))]
+    if not values:  # no seed had such a fault to find
+        return math.nan, math.nan
+    return sum(values) / len(values), min(values) if higher else max(values)

@@ -59,21 +59,20 @@ class SimEvalResult:
         def ratio(a: int, b: int) -> float:
             return a / b if b else float("nan")
 
+        def per_week(count: int) -> float:
+            return count / self.normal_weeks if self.normal_weeks else 0.0
+
         return {
             "machine_fault_recall": ratio(self.machine_detected, self.machine_faults),
             "sensor_fault_recall": ratio(self.sensor_detected, self.sensor_faults),
             "single_sensor_top1": ratio(self.single_sensor_top1, self.single_sensor_faults_detected),
             "stuck_drift_as_sensor_fault": ratio(self.stuck_or_drift_as_sensor, self.stuck_or_drift),
             "false_machine_alerts": float(self.false_machine_alerts),
-            "false_alerts_per_asset_week": self.false_machine_alerts / self.normal_weeks if self.normal_weeks else 0.0,
+            "false_alerts_per_asset_week": per_week(self.false_machine_alerts),
             "false_sensor_alerts": float(self.false_sensor_alerts),
-            "false_sensor_alerts_per_asset_week": (
-                self.false_sensor_alerts / self.normal_weeks if self.normal_weeks else 0.0
-            ),
+            "false_sensor_alerts_per_asset_week": per_week(self.false_sensor_alerts),
             "machine_alerts_on_sensor_faults": float(self.machine_alerts_on_sensor_faults),
-            "machine_alerts_on_sensor_faults_per_asset_week": (
-                self.machine_alerts_on_sensor_faults / self.normal_weeks if self.normal_weeks else 0.0
-            ),
+            "machine_alerts_on_sensor_faults_per_asset_week": per_week(self.machine_alerts_on_sensor_faults),
             "machine_faults": float(self.machine_faults),
             "sensor_faults": float(self.sensor_faults),
         }
