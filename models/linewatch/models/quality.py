@@ -4,10 +4,21 @@ A model trained on a sensor that was offline half the time, stuck at one value, 
 nothing useful and raises false alarms later. :func:`summarise` measures every sensor on the training data
 (long readings from the store, or a wide frame), :func:`usable_sensors` applies stated rules, and the report
 goes into the bundle and onto the operator's terminal so that an excluded sensor is never a silent decision.
+
+Wandering level (reported as ``unit_root_p``; an opt-in rule, off by default): a detector learns each sensor's
+normal *level* from the training data. When that data is too short for the sensor's own slow dynamics (a
+thermocouple that drifts 0.1 degC over SKAB's 400 training seconds), the series looks like a random walk:
+whatever range it covered in training says little about where it will be next hour. The augmented Dickey-Fuller
+test (statsmodels) asks this of the training data alone: a p-value above 0.05 means a unit root cannot be
+rejected. Why not a default rule: on short training spans of a plant whose load steps now and then, *every*
+load-driven sensor looks like a random walk (three simulated hours: all six pump sensors, p 0.17-0.83), and the
+rule would leave nothing to train on, although a multivariate model learns those sensors' relations well. A
+sensor whose level wanders *and is not explained by the other sensors* is what should go; see the issue notes.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -41,6 +52,7 @@ class SensorQuality:
     monotonic: bool  # never decreases and rises overall: a counter, unusable as is
     out_of_range_share: float | None  # vs configured limits; None without limits
     distinct: int
+    unit_root_p: float | None = None  # ADF p-value, median over assets: high = the level wanders (random walk)
     min: float | None = None
     p1: float | None = None
     median: float | None = None
@@ -76,7 +88,9 @@ class UsabilityRules:
     Coverage below 80 % means gap filling would invent much of the data; flat-lined more than 95 % of the time
     means the sensor hardly ever moves (stuck, or idle for all but a few steps), so its normal behaviour cannot
     be learned; a counter (monotonic) needs differencing before it means anything; zero variance carries no
-    information and would break scaling.
+    information and would break scaling. ``max_unit_root_p`` (opt-in, None = off; 0.05 is the usual choice)
+    leaves out a sensor whose level wanders like a random walk over the training span (ADF unit root not
+    rejected), see the module docstring for why it is not on by default.
 
     Why 95 % and not "half the time": a sensor that rests at one value most of the time but moves now and then
     (a valve position, a door switch, a load step, a server's error count) carries events, and the events are
@@ -90,6 +104,7 @@ class UsabilityRules:
     exclude_monotonic: bool = True
     max_out_of_range_share: float = 0.01
     min_distinct: int = 2
+    max_unit_root_p: float | None = None
 
 
 @dataclass(slots=True)
@@ -120,6 +135,31 @@ def _flat_steps(values: F64, run: int) -> int:
     return int(lengths[lengths >= run].sum())
 
 
+#: ADF settings: lag order by AIC up to 20 steps; longer series are thinned (every k-th point) to this many
+#: points, which keeps the test at tens of milliseconds and looks at the slow dynamics the rule is about.
+ADF_MAX_LAG = 20
+ADF_MAX_POINTS = 5000
+ADF_MIN_POINTS = 50
+
+
+def unit_root_p(values: npt.ArrayLike) -> float | None:
+    """Augmented Dickey-Fuller p-value of one series (None when too short or constant to test)."""
+    from statsmodels.tsa.stattools import adfuller  # heavy import, only when quality is summarised
+
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size > ADF_MAX_POINTS:
+        x = x[:: int(np.ceil(x.size / ADF_MAX_POINTS))]
+    if x.size < ADF_MIN_POINTS or float(np.ptp(x)) <= 1e-12 * max(1.0, float(np.abs(x).max())):
+        return None
+    try:
+        with warnings.catch_warnings():  # statsmodels 0.15 announces a result-object change; index 1 stays the p
+            warnings.simplefilter("ignore", FutureWarning)
+            return float(adfuller(x, maxlag=ADF_MAX_LAG, autolag="AIC")[1])
+    except (ValueError, np.linalg.LinAlgError):  # degenerate regressions (e.g. almost all values equal)
+        return None
+
+
 def _is_monotonic(parts: list[_Part]) -> bool:
     series = [p.values[np.isfinite(p.values)] for p in parts if p.values.size >= 3]
     return bool(series) and all(bool((np.diff(s) >= 0).all()) and s[-1] > s[0] for s in series)
@@ -144,6 +184,7 @@ def _summarise_sensor(
         bad |= finite < lo if lo is not None else False
         bad |= finite > hi if hi is not None else False
         oor = float(bad.mean()) if finite.size else 0.0
+    adf = [p for p in (unit_root_p(part.values) for part in parts) if p is not None]
     return SensorQuality(
         sensor=name,
         readings=int(raw.size),
@@ -158,6 +199,7 @@ def _summarise_sensor(
         monotonic=_is_monotonic(parts),
         out_of_range_share=oor,
         distinct=int(np.unique(finite).size),
+        unit_root_p=float(np.median(adf)) if adf else None,
         **dist,
     )
 
@@ -237,6 +279,11 @@ def usable_sensors(report: QualityReport, rules: UsabilityRules | None = None) -
             reasons.append("monotonic (a counter: difference it first)")
         if q.distinct < r.min_distinct or (q.std is not None and q.std <= 1e-12 * max(1.0, abs(q.mean or 0.0))):
             reasons.append("zero variance")
+        if r.max_unit_root_p is not None and q.unit_root_p is not None and q.unit_root_p > r.max_unit_root_p:
+            reasons.append(
+                f"level wanders like a random walk over the training data (ADF p = {q.unit_root_p:.2f} >"
+                f" {r.max_unit_root_p:g}): train on a longer history"
+            )
         if q.out_of_range_share is not None and q.out_of_range_share > r.max_out_of_range_share:
             reasons.append(f"{q.out_of_range_share:.1%} of readings outside the configured limits")
         if reasons:
@@ -252,13 +299,13 @@ def _fmt(value: float | None) -> str:
 
 def render_text(report: QualityReport, excluded: Mapping[str, str] | None = None) -> str:
     """A compact plain-text table (one row per sensor); with ``excluded``, a verdict column and the reasons."""
-    head = ["sensor", "readings", "coverage", "gaps", "longest", "flat", "dups", "counter", "oor"]
+    head = ["sensor", "readings", "coverage", "gaps", "longest", "flat", "dups", "counter", "oor", "adf p"]
     head += ["min", "median", "max", "std"] + (["use"] if excluded is not None else [])
     rows = []
     for name, q in report.sensors.items():
         oor = "-" if q.out_of_range_share is None else f"{q.out_of_range_share:.1%}"
         row = [name, str(q.readings), f"{q.coverage:.1%}", str(q.gaps), str(q.longest_gap_steps)]
-        row += [f"{q.flat_share:.1%}", str(q.duplicates), "yes" if q.monotonic else "no", oor]
+        row += [f"{q.flat_share:.1%}", str(q.duplicates), "yes" if q.monotonic else "no", oor, _fmt(q.unit_root_p)]
         row += [_fmt(q.min), _fmt(q.median), _fmt(q.max), _fmt(q.std)]
         if excluded is not None:
             row.append("no" if name in excluded else "yes")

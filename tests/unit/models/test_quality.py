@@ -95,3 +95,37 @@ def test_dict_round_trip_and_text() -> None:
     assert lines[1].split()[0] == "a" and lines[1].split()[-1] == "yes"
     assert lines[2].split()[-1] == "no" and "excluded b: " in text
     assert np.isfinite(report.sensors["a"].std or np.nan)
+
+
+def test_a_wandering_level_is_excluded_with_its_reason() -> None:
+    rng = np.random.default_rng(7)
+    n = 600
+    walk = np.cumsum(rng.normal(size=n))  # a random walk: no normal level to learn from this span
+    noise = rng.normal(size=n)  # returns to its mean at once
+    rows = [("walk", i, float(v)) for i, v in enumerate(walk)] + [("noise", i, float(v)) for i, v in enumerate(noise)]
+    report = summarise(long_frame(rows), 1.0)
+    assert (report.sensors["walk"].unit_root_p or 0.0) > 0.05
+    assert (report.sensors["noise"].unit_root_p or 1.0) < 0.01
+    assert usable_sensors(report)[0] == ["noise", "walk"]  # reported, but the rule is opt-in
+    usable, excluded = usable_sensors(report, UsabilityRules(max_unit_root_p=0.05))
+    assert usable == ["noise"]
+    assert excluded["walk"].startswith("level wanders like a random walk over the training data (ADF p = ")
+    assert "adf p" in render_text(report, excluded).splitlines()[0]
+
+
+def test_unit_root_is_judged_per_asset_and_pooled_by_median() -> None:
+    rng = np.random.default_rng(8)
+    frames = [long_frame([("x", i, float(v)) for i, v in enumerate(rng.normal(size=300))], a) for a in "pq"]
+    frames.append(long_frame([("x", i, float(v)) for i, v in enumerate(np.cumsum(rng.normal(size=300)))], "r"))
+    q = summarise(pl.concat(frames), 1.0).sensors["x"]
+    assert q.unit_root_p is not None and q.unit_root_p < 0.05  # one wandering asset of three does not drop it
+    assert usable_sensors(summarise(frames[2], 1.0), UsabilityRules(max_unit_root_p=0.05))[0] == []
+    short = summarise(long_frame([("s", i, float(i % 7)) for i in range(20)]), 1.0).sensors["s"]
+    assert short.unit_root_p is None  # too short to test: the rule does not apply
+
+
+def test_reports_without_the_unit_root_field_still_load() -> None:
+    rows = [("a", 10 * i, float(i % 5)) for i in range(20)]
+    data = summarise(long_frame(rows), 10.0).to_dict()
+    del data["sensors"]["a"]["unit_root_p"]  # a bundle trained before the rule existed
+    assert QualityReport.from_dict(data).sensors["a"].unit_root_p is None

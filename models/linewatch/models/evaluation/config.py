@@ -38,6 +38,12 @@ class DatasetEval(BaseModel):
     quantile: float = Field(0.99, gt=0.0, lt=1.0, description="Threshold quantile of held-out normal scores.")
     holdout_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="Share of training data for calibration.")
     quality_filter: bool = Field(True, description="Leave out sensors the training quality checks reject.")
+    max_unit_root_p: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="Opt-in quality rule: leave out sensors whose training level wanders (ADF p above this).",
+    )
     seed: int = Field(0, description="Detector seed.")
 
 

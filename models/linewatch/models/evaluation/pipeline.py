@@ -28,7 +28,7 @@ from linewatch.models.base import make_detector
 from linewatch.models.calibration import Calibrator
 from linewatch.models.evaluation.config import DatasetEval
 from linewatch.models.model import Model
-from linewatch.models.quality import summarise, usable_sensors
+from linewatch.models.quality import UsabilityRules, summarise, usable_sensors
 from linewatch.models.windows import Preprocessor, Windows, WindowSpec, concat_windows
 
 F64 = npt.NDArray[np.float64]
@@ -100,7 +100,8 @@ def fit_model(
     fit_all = np.concatenate(list(fit_chunks))
     fit_wide = wide_frame(fit_all, sensors, cadence_s)
     if cfg.quality_filter:
-        usable, excluded = usable_sensors(summarise(fit_wide, cadence_s))
+        rules = UsabilityRules(max_unit_root_p=cfg.max_unit_root_p)
+        usable, excluded = usable_sensors(summarise(fit_wide, cadence_s), rules)
         used = [s for s in sensors if s in set(usable)]
     else:
         used, excluded = list(sensors), {}
