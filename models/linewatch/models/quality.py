@@ -136,7 +136,8 @@ def _flat_steps(values: F64, run: int) -> int:
 
 
 #: ADF settings: lag order by AIC up to 20 steps; longer series are thinned (every k-th point) to this many
-#: points, which keeps the test at tens of milliseconds and looks at the slow dynamics the rule is about.
+#: points, which bounds the test at about 0.5 s per sensor and asset (2-core machine) and looks at the slow
+#: dynamics the rule is about.
 ADF_MAX_LAG = 20
 ADF_MAX_POINTS = 5000
 ADF_MIN_POINTS = 50
