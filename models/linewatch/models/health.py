@@ -81,7 +81,7 @@ class SensorHealth:
     * ``isolation_z``/``isolation_remaining``: with a detector's :class:`~linewatch.models.base.Isolation`, a
       sensor drifts when its persistent fault size exceeds ``isolation_z`` spreads of normal training windows,
       it is the largest such sensor, and removing its fault leaves the window's residual below
-      ``isolation_remaining`` (the detector's residual limit): that sensor alone explains the anomaly.
+      ``isolation_remaining`` (the limit of the detector's index): that sensor alone explains the anomaly.
     """
 
     silent_steps: int = 5

@@ -33,14 +33,20 @@ sensor that departs alone still breaks it. The slope is fitted over many steps b
 difference of a noisy sensor is mostly noise. Attribution and isolation fold each sensor's two coordinates
 (level, slope) back into one.
 
-Isolation (:meth:`PcaT2Q.isolation`) is reconstruction-based (Dunia & Qin's sensor validity index): with
-``C = I - P Pᵀ`` the residual projector and ``e = C z``, a fault of size ``f`` along sensor ``j`` best explaining
-the residual is ``f_j = e_j / C_jj``, and removing it leaves ``Q_j = Q - e_j² / C_jj`` (with slope
-coordinates, the fault direction of sensor ``j`` spans its level and slope coordinates ``I_j`` and
-``Q_j = Q - e_Iᵀ (C_II)⁺ e_I``; ``f_j`` is the level part of ``(C_II)⁺ e_I``). A drifting sensor has a
-persistent ``f_j`` (averaged over the scored steps, so noise averages out) far beyond its spread on normal
-training windows, and ``Q_j`` back to normal; a machine fault moves several sensors in a pattern no single
-sensor's fault reproduces, so ``Q_j`` stays high for every ``j``.
+Isolation (:meth:`PcaT2Q.isolation`) is reconstruction-based (Dunia & Qin's sensor validity index, on the
+combined index as in Alcala & Qin 2009): with ``Φ = D / T²_lim + C / Q_lim`` (``D = P Λ⁻¹ Pᵀ``, ``C = I - P Pᵀ``),
+so that ``zᵀΦz`` is the per-step index, and ``g = Φ z``, a fault of size ``f`` along sensor ``j`` best
+explaining the index is ``f_j = g_j / Φ_jj``, and removing it leaves ``φ_j = zᵀΦz - g_j² / Φ_jj`` (reported
+relative to the training quantile of the index; with slope coordinates the fault direction of sensor ``j``
+spans its level and slope coordinates ``I_j``, ``φ_j = zᵀΦz - g_Iᵀ (Φ_II)⁺ g_I`` and ``f_j`` is the level part
+of ``(Φ_II)⁺ g_I``). A drifting sensor has a persistent ``f_j`` (averaged over the scored steps, so noise
+averages out) far beyond its spread on normal training windows, and ``φ_j`` back to normal; a machine fault
+moves several sensors in a pattern no single sensor's fault reproduces, so ``φ_j`` stays high for every ``j``.
+Why the combined index and not Q alone: a sensor that varies on its own (a press's vibration barely follows
+its load) is a principal direction by itself, so ``C_jj`` is nearly 0 and a drift on it shows in T² only; the
+residual-only form could not see such drifts (on the simulated plant every press vibration drift went
+unnoticed). Bundles saved before this keep the residual-only form (``Φ = C``, limit ``Q_lim``), which their
+saved fault spreads were measured with.
 """
 
 from __future__ import annotations
@@ -129,6 +135,7 @@ class PcaT2Q(Detector):
         self.t2_limit_: float | None = None
         self.q_limit_: float | None = None
         self.fault_scale_: npt.NDArray[np.float64] | None = None  # spread of window-mean f_j on training data
+        self.phi_limit_: float | None = None  # limit of the per-step combined index (None: residual isolation)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -202,6 +209,8 @@ class PcaT2Q(Detector):
         self.mean_, self.scale_, self.components_, self.eigenvalues_ = mean, scale, components, kept
         self.t2_limit_ = max(float(np.quantile(t2_parts.sum(axis=1), self.limit_quantile)), _EPS)
         self.q_limit_ = max(float(np.quantile(q_parts.sum(axis=1), self.limit_quantile)), 1e-6)
+        phi = t2_parts.sum(axis=1) / self.t2_limit_ + q_parts.sum(axis=1) / self.q_limit_
+        self.phi_limit_ = max(float(np.quantile(phi, self.limit_quantile)), _EPS)
         fault, _ = self._isolation_parts(X)
         self.fault_scale_ = np.maximum(fault.std(axis=0), 1e-6)
 
@@ -232,26 +241,40 @@ class PcaT2Q(Detector):
         _, recon = self._parts(X)
         return recon[:, -1, :]
 
+    def _isolation_metric(self) -> tuple[npt.NDArray[np.float64], float]:
+        """The quadratic form whose per-step value the isolation reconstructs, and its limit.
+
+        ``Φ = D / T²_lim + C / Q_lim`` (the combined index, so ``zᵀΦz`` is the per-step score) with the limit
+        ``phi_limit_``; a bundle saved before the combined isolation existed has no such limit and keeps the
+        residual-only form ``C`` with ``Q_lim``, matching the fault spreads it was saved with.
+        """
+        assert self.components_ is not None and self.eigenvalues_ is not None and self.q_limit_ is not None
+        P = self.components_
+        C = np.eye(P.shape[0]) - P @ P.T
+        if self.phi_limit_ is None:
+            return C, self.q_limit_
+        assert self.t2_limit_ is not None
+        D = (P / self.eigenvalues_) @ P.T
+        return D / self.t2_limit_ + C / self.q_limit_, self.phi_limit_
+
     def _isolation_parts(self, X: Array) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """Window-mean single-sensor fault sizes ``f_j`` (n, S) and the Q left after removing each (n, S)."""
+        """Window-mean single-sensor fault sizes ``f_j`` (n, S) and the index left after removing each (n, S)."""
         assert self.mean_ is not None and self.scale_ is not None and self.components_ is not None
-        assert self.q_limit_ is not None
+        Phi, limit = self._isolation_metric()
         Z = self._standardised(X)
-        e = Z - (Z @ self.components_) @ self.components_.T  # residual C z (C symmetric)
-        q = (e**2).sum(axis=2, keepdims=True)
+        g = Z @ Phi  # Φ z (Φ symmetric)
+        index = (Z * g).sum(axis=2, keepdims=True)
         n_sensors = X.shape[2]
         if Z.shape[2] == n_sensors:
-            diag = np.maximum(1.0 - (self.components_**2).sum(axis=1), _EPS)  # C_jj
-            remaining = np.maximum(q - e**2 / diag, 0.0) / self.q_limit_
-            return (e / diag).mean(axis=1), remaining.mean(axis=1)
+            diag = np.maximum(np.diag(Phi), _EPS)
+            remaining = np.maximum(index - g**2 / diag, 0.0) / limit
+            return (g / diag).mean(axis=1), remaining.mean(axis=1)
         # Two-dimensional fault direction per sensor: its level and slope coordinates.
-        C = np.eye(Z.shape[2]) - self.components_ @ self.components_.T
         idx = np.stack([np.arange(n_sensors), np.arange(n_sensors) + n_sensors], axis=1)  # (S, 2)
-        blocks = np.linalg.pinv(C[idx[:, :, None], idx[:, None, :]])  # (S, 2, 2) pseudo-inverses of C_II
-        e_pairs = e[..., idx]  # (n, steps, S, 2)
-        f = np.einsum("sab,ntsb->ntsa", blocks, e_pairs)
-        removed = (e_pairs * f).sum(axis=3)
-        remaining = np.maximum(q - removed, 0.0) / self.q_limit_
+        blocks = np.linalg.pinv(Phi[idx[:, :, None], idx[:, None, :]])  # (S, 2, 2) pseudo-inverses of Φ_II
+        g_pairs = g[..., idx]  # (n, steps, S, 2)
+        f = np.einsum("sab,ntsb->ntsa", blocks, g_pairs)
+        remaining = np.maximum(index - (g_pairs * f).sum(axis=3), 0.0) / limit
         return f[..., 0].mean(axis=1), remaining.mean(axis=1)
 
     def _isolation(self, X: Array) -> Isolation | None:
@@ -274,6 +297,8 @@ class PcaT2Q(Detector):
         }
         if self.fault_scale_ is not None:
             tensors["fault_scale"] = self.fault_scale_
+        if self.phi_limit_ is not None:
+            tensors["phi_limit"] = np.array([self.phi_limit_], dtype=np.float64)
         return tensors, {"n_components": int(self.components_.shape[1])}
 
     def _set_state(self, tensors: Tensors, meta: dict[str, Any]) -> None:
@@ -292,3 +317,5 @@ class PcaT2Q(Detector):
         self.t2_limit_, self.q_limit_ = float(limits[0]), float(limits[1])
         fault_scale = tensors.get("fault_scale")
         self.fault_scale_ = None if fault_scale is None else np.asarray(fault_scale, dtype=np.float64)
+        phi_limit = tensors.get("phi_limit")  # absent from bundles saved with residual-only isolation
+        self.phi_limit_ = None if phi_limit is None else float(np.asarray(phi_limit, dtype=np.float64)[0])
