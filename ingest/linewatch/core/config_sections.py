@@ -276,6 +276,21 @@ class WindowConfig(_Section):
     min_observed_fraction: float = Field(
         0.8, gt=0, le=1, description="Windows with less observed data are not trained on (and flagged in serving)."
     )
+    # 15 minutes: thermal time constants of motors and bearing housings are minutes to tens of minutes; measured on
+    # the simulated plant (a 10-minute lag), 5 and 20 minutes isolated bearing temperature drifts as well.
+    lag_s: float = Field(
+        900.0,
+        ge=0,
+        description="Time constant (s) of the lag inputs: per sensor a first-order lag over the previous 2 time "
+        "constants, so a model sees what a slowly following sensor (a temperature behind load) should read; "
+        "0 turns them off. Used by detectors that take extra inputs (pca_t2q), once the training data spans at "
+        "least two days.",
+    )
+    daily: bool = Field(
+        True,
+        description="Time-of-day inputs (daily ambient and shift patterns), used when the training data spans at "
+        "least two days and the detector takes extra inputs (pca_t2q).",
+    )
 
 
 class DetectorConfig(_Section):

@@ -81,6 +81,9 @@ class Detector(ABC):
 
     #: Registry key, e.g. ``"pca_t2q"``; also stored in the bundle manifest.
     name: ClassVar[str]
+    #: Takes the derived inputs (lag, time of day) that follow the sensors in a window, via ``lag_inputs`` and
+    #: ``daily_inputs`` constructor arguments; other detectors are trained on the sensors alone.
+    takes_inputs: ClassVar[bool] = False
 
     def __init__(self, *, seed: int = 0) -> None:
         self.seed = int(seed)
@@ -95,6 +98,12 @@ class Detector(ABC):
         self._fit(arr, val)
         self.n_sensors_ = int(arr.shape[2])
         self.window_length_ = int(arr.shape[1])
+        return self
+
+    def fit_inputs(self, X: npt.NDArray[Any]) -> Self:
+        """Refit what reads the derived inputs (lag, time of day) on ``X``, windows whose inputs' look-back holds
+        no labelled fault; detectors that take no inputs have nothing to refit."""
+        check_windows(X, self._fitted_sensors())
         return self
 
     def decision_function(self, X: npt.NDArray[Any]) -> Scores:

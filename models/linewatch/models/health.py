@@ -253,4 +253,9 @@ def check_health(
 
     for code, hit in checks:  # lowest-priority first, so higher-priority codes overwrite
         status[hit] = code
+    # Drifting is inferred from the model's residual, the other statuses are seen in the readings themselves. A
+    # sensor that is silent, stuck or spiking corrupts what the model sees of every sensor (a silent one reads as
+    # its median), so another sensor may then look like the one "explaining" the residual: direct evidence wins.
+    seen = (status != Status.OK) & (status != Status.DRIFTING)
+    status[(status == Status.DRIFTING) & seen.any(axis=1, keepdims=True)] = Status.OK
     return HealthResult(status, names)

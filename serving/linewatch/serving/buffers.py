@@ -56,7 +56,7 @@ _INITIAL_ROWS: Final = 64
 def capacity_for(spec: WindowSpec, *, max_future_s: float = DEFAULT_MAX_FUTURE_S, margin: int = DEFAULT_MARGIN) -> int:
     """Slots per asset so that :meth:`BufferSet.latest` of ``spec``'s window never needs an evicted bin."""
     ahead = int(np.ceil(max_future_s / spec.cadence_s))
-    return spec.length + spec.max_gap_steps + ahead + margin
+    return spec.length + spec.history_steps + spec.max_gap_steps + ahead + margin
 
 
 @dataclass(slots=True)
@@ -319,17 +319,24 @@ def to_model_windows(
 ) -> Windows:
     """What ``preprocessor.transform`` gives for each asset's latest window, from :meth:`BufferSet.latest`.
 
-    The ``n`` windows are laid end to end as one series and cut by :func:`make_windows` with stride ``length``
-    (one window per asset) and no further filling (``latest`` filled each window, with look-back, already;
-    filling the joined series would carry one asset's values into the next one's window). Scaling, masks,
-    ``raw``, ``last_raw`` and coverage are therefore computed by the very code training uses.
+    ``values`` hold ``length + history_steps`` bins per asset (the window and its lag inputs' look-back). The
+    ``n`` series are laid end to end as one series and cut by :func:`make_windows` with stride ``length +
+    history_steps`` (one window per asset) and no further filling (``latest`` filled each series, with look-back,
+    already; filling the joined series would carry one asset's values into the next one's window). A lag input
+    reads only its own ``history_steps`` bins, so none reaches into the previous asset. Scaling, masks, ``raw``,
+    ``last_raw``, coverage and derived inputs are therefore computed by the very code training uses.
     """
     spec = spec or preprocessor.spec
     stats = preprocessor.stats
     n, length, n_s = values.shape
-    if length != spec.length or n_s != len(preprocessor.sensors_) or observed.shape != values.shape:
+    if (
+        length != spec.length + spec.history_steps
+        or n_s != len(preprocessor.sensors_)
+        or observed.shape != values.shape
+    ):
         raise ValueError(
-            f"windows shaped {values.shape} do not fit length {spec.length} and {len(preprocessor.sensors_)} sensors"
+            f"windows shaped {values.shape} do not fit length {spec.length} + history {spec.history_steps} and "
+            f"{len(preprocessor.sensors_)} sensors"
         )
     steps = np.asarray(end_ts, dtype=np.int64)[:, None] - spec.cadence_us * np.arange(length - 1, -1, -1)[None, :]
     cut = replace(spec, stride=length, max_gap_steps=0)

@@ -138,7 +138,7 @@ class Scorer:
 
     def _window_seconds(self, runtime: GroupRuntime) -> float:
         spec = runtime.model.preprocessor.spec
-        return (spec.length + spec.max_gap_steps + 2) * spec.cadence_s
+        return (spec.length + spec.history_steps + spec.max_gap_steps + 2) * spec.cadence_s
 
     def _refill(self, runtime: GroupRuntime) -> None:
         """A swapped model gets fresh buffers: fill them from the store so scoring continues at once."""
@@ -247,7 +247,7 @@ class Scorer:
         # newest window ends that much before now: otherwise its last bins would always look silent.
         lag_s = self.cfg.ingest.flush_interval_s + self.cfg.serve.interval_s
         values, observed, end_ts = runtime.buffers.latest(
-            assets, spec.length, spec.max_gap_steps, now_us=int((now - lag_s) * 1e6)
+            assets, spec.length + spec.history_steps, spec.max_gap_steps, now_us=int((now - lag_s) * 1e6)
         )
         windows = to_model_windows(values, observed, end_ts, model.preprocessor, spec)
         out = model.score(windows)

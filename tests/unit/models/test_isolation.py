@@ -88,3 +88,13 @@ def test_bundles_without_a_combined_limit_keep_residual_isolation() -> None:
     drift[:, :, 2] += 1.0
     iso = old.isolation(drift)
     assert iso is not None and (iso.fault_z.argmax(axis=1) == 2).all()
+
+
+def test_a_sensor_seen_failing_outranks_a_drift_inferred_elsewhere() -> None:
+    st = SensorStats(*(np.full(2, v) for v in (50.0, 1.0, 46.0, 54.0, 45.0, 55.0, 1.0, 1.4, 1.0, 1.0, 1.0)))
+    raw = 50.0 + np.random.default_rng(0).normal(0, 1.0, (2, 20, 2))
+    raw[0, 10:, 0] = np.nan  # sensor 0 went silent in window 0 (the model then sees its median)
+    iso = Isolation(fault_z=np.array([[2.0, 9.0], [2.0, 9.0]]), remaining=np.array([[5.0, 0.3], [5.0, 0.3]]))
+    result = check_health(raw, st, isolation=iso)
+    assert [Status(int(c)) for c in result.status[0]] == [Status.SILENT, Status.OK]
+    assert [Status(int(c)) for c in result.status[1]] == [Status.OK, Status.DRIFTING]  # nothing seen: drift stands

@@ -16,7 +16,14 @@ from linewatch.ingest.simulate import AssetSpec, Plant, PlantConfig
 from linewatch.ingest.store import ParquetStore
 from linewatch.models.model import Model, ModelMismatchError
 from linewatch.models.registry import Registry
-from linewatch.models.train import ADVISED_TRAINING_S, TrainingError, train_group, training_span_s
+from linewatch.models.train import (
+    ADVISED_TRAINING_S,
+    SLOW_INPUTS_MIN_SPAN_S,
+    TrainingError,
+    train_group,
+    training_span_s,
+    window_spec,
+)
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -111,3 +118,15 @@ def test_training_span() -> None:
     frame = pl.DataFrame({"ts": ts, "value": [1.0, 2.0, 3.0]})
     assert training_span_s(frame) == 4 * 86400 >= ADVISED_TRAINING_S
     assert training_span_s(frame.head(0)) == 0.0
+
+
+def test_slow_inputs_only_for_detectors_that_take_them_and_two_days_of_history() -> None:
+    group = AssetGroupConfig(name="g")
+    assert group.window.lag_s == 900.0 and group.window.daily  # the shipped defaults
+    short, long = window_spec(group, SLOW_INPUTS_MIN_SPAN_S - 1), window_spec(group, SLOW_INPUTS_MIN_SPAN_S)
+    assert (short.lag_s, short.daily, short.history_steps) == (0.0, False, 0)
+    assert (long.lag_s, long.daily, long.history_steps) == (900.0, True, 1800)
+    other = AssetGroupConfig.model_validate({"name": "g", "detector": {"name": "ecod"}})
+    assert window_spec(other, 10 * 86400).n_inputs(4) == 4
+    off = AssetGroupConfig.model_validate({"name": "g", "window": {"lag_s": 0, "daily": False}})
+    assert window_spec(off, 10 * 86400).n_inputs(4) == 4

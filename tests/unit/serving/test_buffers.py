@@ -197,6 +197,32 @@ def test_to_model_windows_equals_preprocessor_transform(seed: int) -> None:
         assert got.X.dtype == np.float32 and got.end_ts.dtype == np.dtype("datetime64[us]")
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_lag_and_daily_inputs_in_serving_equal_training_over_the_whole_history(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    spec = WindowSpec(1.0, length=12, max_gap_steps=3, lag_s=6.0, daily=True)  # 12 steps of history
+    assert spec.history_steps == 12 and capacity_for(spec) >= 12 + 12 + 3
+    pre = fitted(spec, rng)
+    buffers = BufferSet(SENSORS, 1.0, capacity_for(spec))
+    rows = {a: random_readings(rng, a, 500, span_s=120) for a in ("x", "y")}
+    buffers.add(long_frame([r for a in rows for r in rows[a]]))
+    latest = buffers.latest(["x", "y"], spec.length + spec.history_steps, spec.max_gap_steps)
+    got = to_model_windows(latest.values, latest.observed, latest.end_ts, pre)
+    assert got.X.shape == (2, spec.length, spec.n_inputs(len(SENSORS))) == (2, 12, 8)
+    for i, asset in enumerate(["x", "y"]):
+        end = int(latest.end_ts[i])
+        # Training sees the whole two minutes; its last window must be serving's, lag inputs included.
+        wide = to_wide(long_frame(rows[asset]), T0, end, spec.cadence_us, sensors=list(SENSORS), max_gap=3)
+        want = pre.transform(wide)
+        np.testing.assert_allclose(got.X[i], want.X[-1], rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(got.mask[i], want.mask[-1])
+        assert got.end_ts[i] == want.end_ts[-1]
+    with pytest.raises(ValueError, match="history"):
+        to_model_windows(
+            latest.values[:, spec.history_steps :], latest.observed[:, spec.history_steps :], latest.end_ts, pre
+        )
+
+
 def test_to_model_windows_of_no_assets_is_empty() -> None:
     spec = WindowSpec(1.0, length=5)
     pre = fitted(spec, np.random.default_rng(0))

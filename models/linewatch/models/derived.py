@@ -1,0 +1,57 @@
+"""Inputs derived from the sensors for models that need slow context: lag filters and the time of day.
+
+Pure numpy/scipy, shared by training (:func:`linewatch.models.windows.make_windows` over days of history) and
+serving (the same function over each asset's ring buffer), so both compute the very same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+from scipy.signal import lfilter
+
+F64 = npt.NDArray[np.float64]
+#: Lag inputs average over this many time constants before each step (older data weighs e^-2 = 14 % in total).
+LAG_HISTORY: Final = 2.0
+_DAY_US: Final = 86_400_000_000
+
+
+def lag_filter(x: npt.ArrayLike, tau_steps: float, history: int) -> F64:
+    """First-order lag of each column (time constant ``tau_steps``), restarted ``history`` steps before each row.
+
+    ``y_t = c x_{t-H} + a Σ_{i<H} (1-a)^i x_{t-i}`` with ``a = 1 - e^(-1/τ)``, ``c = (1-a)^H`` (weights sum to 1):
+    the reading of a first-order sensor or a thermal mass that had sat at ``x_{t-H}``. Each row depends on rows
+    ``t-H .. t`` only, so serving, which keeps ``H`` steps per asset, computes exactly what training computed
+    over days of history. Rows with less than ``H`` steps before them are NaN.
+    """
+    arr = np.asarray(x, dtype=np.float64)
+    out = np.full(arr.shape, np.nan)
+    if arr.shape[0] <= history:
+        return out
+    a = -math.expm1(-1.0 / tau_steps)
+    # The full recursion Y; Y_t - c Y_{t-H} leaves exactly the last H terms (its start value cancels), and
+    # running it on x - x_0 keeps Y near zero so that difference loses no precision.
+    Y = lfilter([a], [1.0, a - 1.0], arr - arr[0], axis=0) + arr[0]
+    c = (1.0 - a) ** history
+    out[history:] = Y[history:] - c * (Y[: arr.shape[0] - history] - arr[: arr.shape[0] - history])
+    return out
+
+
+def derived_inputs(scaled: F64, ts_us: npt.NDArray[np.int64], lag_steps: float, history: int, *, daily: bool) -> F64:
+    """The inputs that follow the scaled sensors ``(T, S)`` in a window: lag inputs ``(T, S)`` (``lag_steps`` > 0),
+    then the time of day as ``sin, cos`` ``(T, 2)`` (machines heat and cool with the day and the shifts);
+    ``(T, 0)`` for none.
+
+    Lag inputs let a per-step model see what a sensor that follows others with a delay (a bearing temperature
+    behind load, 10 minutes and more) should read now, which one step's values cannot tell.
+    """
+    parts = [np.zeros((scaled.shape[0], 0))]
+    if lag_steps:
+        parts.append(np.nan_to_num(lag_filter(scaled, lag_steps, history), nan=0.0))
+    if daily:
+        angle = 2 * np.pi * (ts_us % _DAY_US) / _DAY_US
+        parts.append(np.stack([np.sin(angle), np.cos(angle)], axis=1))
+    return np.hstack(parts)
