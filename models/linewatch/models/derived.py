@@ -19,25 +19,29 @@ LAG_HISTORY: Final = 2.0
 _DAY_US: Final = 86_400_000_000
 
 
-def lag_filter(x: npt.ArrayLike, tau_steps: float, history: int) -> F64:
-    """First-order lag of each column (time constant ``tau_steps``), restarted ``history`` steps before each row.
+def lag_filter(x: npt.ArrayLike, tau_steps: float, history: int, *, axis: int = 0, last: int | None = None) -> F64:
+    """First-order lag of each series (time constant ``tau_steps``), restarted ``history`` steps before each row.
 
     ``y_t = c x_{t-H} + a Σ_{i<H} (1-a)^i x_{t-i}`` with ``a = 1 - e^(-1/τ)``, ``c = (1-a)^H`` (weights sum to 1):
     the reading of a first-order sensor or a thermal mass that had sat at ``x_{t-H}``. Each row depends on rows
     ``t-H .. t`` only, so serving, which keeps ``H`` steps per asset, computes exactly what training computed
-    over days of history. Rows with less than ``H`` steps before them are NaN.
+    over days of history. Rows with less than ``H`` steps before them are NaN. ``axis`` is the time axis;
+    ``last`` returns only the last rows (serving needs a window's, not its look-back's).
     """
-    arr = np.asarray(x, dtype=np.float64)
-    out = np.full(arr.shape, np.nan)
-    if arr.shape[0] <= history:
-        return out
-    a = -math.expm1(-1.0 / tau_steps)
-    # The full recursion Y; Y_t - c Y_{t-H} leaves exactly the last H terms (its start value cancels), and
-    # running it on x - x_0 keeps Y near zero so that difference loses no precision.
-    Y = lfilter([a], [1.0, a - 1.0], arr - arr[0], axis=0) + arr[0]
-    c = (1.0 - a) ** history
-    out[history:] = Y[history:] - c * (Y[: arr.shape[0] - history] - arr[: arr.shape[0] - history])
-    return out
+    arr = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)  # time last: lfilter runs along contiguous rows
+    n_steps = arr.shape[-1]
+    keep = n_steps if last is None else min(last, n_steps)
+    out = np.full((*arr.shape[:-1], keep), np.nan)
+    if n_steps > history:
+        a = -math.expm1(-1.0 / tau_steps)
+        # The full recursion Y; Y_t - c Y_{t-H} leaves exactly the last H terms (its start value cancels), and
+        # running it on x - x_0 keeps Y near zero so that difference loses no precision.
+        first = arr[..., :1]
+        Y = lfilter([a], [1.0, a - 1.0], arr - first, axis=-1) + first
+        t = np.arange(max(history, n_steps - keep), n_steps)
+        past = t - history
+        out[..., t - (n_steps - keep)] = Y[..., t] - (1.0 - a) ** history * (Y[..., past] - arr[..., past])
+    return np.moveaxis(out, -1, axis)
 
 
 def derived_inputs(scaled: F64, ts_us: npt.NDArray[np.int64], lag_steps: float, history: int, *, daily: bool) -> F64:

@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from linewatch.models.derived import derived_inputs, lag_filter
 from linewatch.models.windows import Preprocessor, Windows, WindowSpec, make_windows
 
 log = logging.getLogger(__name__)
@@ -320,33 +321,45 @@ def to_model_windows(
     """What ``preprocessor.transform`` gives for each asset's latest window, from :meth:`BufferSet.latest`.
 
     ``values`` hold ``length + history_steps`` bins per asset (the window and its lag inputs' look-back). The
-    ``n`` series are laid end to end as one series and cut by :func:`make_windows` with stride ``length +
-    history_steps`` (one window per asset) and no further filling (``latest`` filled each series, with look-back,
-    already; filling the joined series would carry one asset's values into the next one's window). A lag input
-    reads only its own ``history_steps`` bins, so none reaches into the previous asset. Scaling, masks, ``raw``,
-    ``last_raw``, coverage and derived inputs are therefore computed by the very code training uses.
+    windows' last ``length`` bins are laid end to end as one series and cut by :func:`make_windows` with stride
+    ``length`` (one window per asset) and no further filling (``latest`` filled each series, with look-back,
+    already; filling the joined series would carry one asset's values into the next one's window), so scaling,
+    masks, ``raw``, ``last_raw`` and coverage are computed by the very code training uses. The derived inputs
+    are computed over each asset's whole series, as in training (:mod:`linewatch.models.derived`), but only
+    for the window's rows.
     """
     spec = spec or preprocessor.spec
     stats = preprocessor.stats
-    n, length, n_s = values.shape
-    if (
-        length != spec.length + spec.history_steps
-        or n_s != len(preprocessor.sensors_)
-        or observed.shape != values.shape
-    ):
+    n, steps_in, n_s = values.shape
+    history = spec.history_steps
+    if steps_in != spec.length + history or n_s != len(preprocessor.sensors_) or observed.shape != values.shape:
         raise ValueError(
-            f"windows shaped {values.shape} do not fit length {spec.length} + history {spec.history_steps} and "
+            f"windows shaped {values.shape} do not fit length {spec.length} + history {history} and "
             f"{len(preprocessor.sensors_)} sensors"
         )
-    steps = np.asarray(end_ts, dtype=np.int64)[:, None] - spec.cadence_us * np.arange(length - 1, -1, -1)[None, :]
-    cut = replace(spec, stride=length, max_gap_steps=0)
+    length = spec.length
+    ts = np.asarray(end_ts, dtype=np.int64)[:, None] - spec.cadence_us * np.arange(steps_in - 1, -1, -1)[None, :]
+    cut = replace(spec, stride=length, max_gap_steps=0, lag_s=0.0, daily=False)
     windows = make_windows(
-        values.reshape(n * length, n_s),
-        observed.reshape(n * length, n_s),
-        steps.reshape(n * length),
+        values[:, history:].reshape(n * length, n_s),
+        observed[:, history:].reshape(n * length, n_s),
+        ts[:, history:].reshape(n * length),
         cut,
         center=stats.median,
         scale=stats.scale,
         sensors=preprocessor.sensors_,
     )
-    return replace(windows, spec=spec)
+    if spec.n_inputs(n_s) == n_s:
+        return replace(windows, spec=spec)
+    parts = []
+    if spec.lag_s:  # over each asset's whole series, as in training; only the window's rows are needed
+        scaled = np.nan_to_num((values - stats.median) / stats.scale, nan=0.0)
+        lagged = lag_filter(
+            np.ascontiguousarray(scaled.transpose(0, 2, 1)), spec.lag_steps, history, axis=2, last=length
+        )
+        parts.append(np.nan_to_num(lagged, nan=0.0).transpose(0, 2, 1))
+    if spec.daily:
+        day = derived_inputs(np.zeros((n * length, 0)), ts[:, history:].reshape(-1), 0.0, 0, daily=True)
+        parts.append(day.reshape(n, length, 2))
+    X = np.concatenate([windows.X, *(p.astype(np.float32) for p in parts)], axis=2)
+    return replace(windows, X=X, spec=spec)
