@@ -56,6 +56,11 @@ def derived_inputs(scaled: F64, ts_us: npt.NDArray[np.int64], lag_steps: float, 
     if lag_steps:
         parts.append(np.nan_to_num(lag_filter(scaled, lag_steps, history), nan=0.0))
     if daily:
-        angle = 2 * np.pi * (ts_us % _DAY_US) / _DAY_US
-        parts.append(np.stack([np.sin(angle), np.cos(angle)], axis=1))
+        parts.append(time_of_day(ts_us))
     return np.hstack(parts)
+
+
+def time_of_day(ts_us: npt.NDArray[np.int64]) -> F64:
+    """``(..., 2)``: sine and cosine of the UTC time of day of epoch-µs timestamps ``(...)``."""
+    angle = 2 * np.pi * (ts_us % _DAY_US) / _DAY_US
+    return np.stack([np.sin(angle), np.cos(angle)], axis=-1)

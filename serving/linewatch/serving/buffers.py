@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from linewatch.models.derived import derived_inputs, lag_filter
+from linewatch.models.derived import lag_filter, time_of_day
 from linewatch.models.windows import Preprocessor, Windows, WindowSpec, make_windows
 
 log = logging.getLogger(__name__)
@@ -359,7 +359,6 @@ def to_model_windows(
         )
         parts.append(np.nan_to_num(lagged, nan=0.0).transpose(0, 2, 1))
     if spec.daily:
-        day = derived_inputs(np.zeros((n * length, 0)), ts[:, history:].reshape(-1), 0.0, 0, daily=True)
-        parts.append(day.reshape(n, length, 2))
+        parts.append(time_of_day(ts[:, history:]))
     X = np.concatenate([windows.X, *(p.astype(np.float32) for p in parts)], axis=2)
     return replace(windows, X=X, spec=spec)

@@ -255,8 +255,7 @@ class PcaT2Q(Detector):
     def _fit(self, X: Array, X_val: Array | None) -> None:
         del X_val  # nothing to tune early; the limits come from the training distribution
         if self._modelled == (False, False) and X.shape[2] > self._input_sensors(X.shape[2]):
-            self.context_ = self._context_model()
-            self.context_._fit(X, None)
+            self._fit_context(X)
         X = self._sensors_only(X)
         self._sensor_count(X.shape[2])  # the channels must fit the modelled inputs
         _, span = self._layout(X.shape[1])
@@ -304,10 +303,13 @@ class PcaT2Q(Detector):
         """Refit the context model (isolation with lag and time-of-day inputs) on ``X``."""
         arr = check_windows(X, self._fitted_sensors())
         if self.context_ is not None:
-            context = self._context_model()
-            context._fit(arr, None)
-            self.context_ = context
+            self._fit_context(arr)
         return self
+
+    def _fit_context(self, X: Array) -> None:
+        context = self._context_model()
+        context._fit(X, None)
+        self.context_ = context
 
     def _score(self, X: Array) -> npt.NDArray[Any]:
         contrib, _ = self._parts(self._sensors_only(X))
