@@ -126,3 +126,35 @@ def test_pca_deviation_attribution_names_the_sensor_that_moved_and_round_trips()
     again = PcaT2Q.from_state(deviation.config(), tensors, meta)
     assert again.attribution == "deviation"
     np.testing.assert_array_equal(again.contributions(faulty), shares)
+
+
+def test_pca_sensor_limits_find_a_break_that_q_dilutes_and_round_trip() -> None:
+    """Forty sensors, five of them tight copies of one load and the rest independent noise (many residual
+    directions): one tight sensor leaving its partners by a small step is lost in Q, which sums every sensor's
+    residual, but stands far beyond its own residual limit. Without the option nothing changes; old bundles
+    (no saved limits) load with the option off."""
+    rng = np.random.default_rng(5)
+    n, steps, noisy = 300, 10, 35
+    load = rng.normal(size=(n, steps, 1))
+    tight = load * np.linspace(0.8, 1.2, 5) + 0.02 * rng.normal(size=(n, steps, 5))
+    X = np.concatenate([tight, rng.normal(size=(n, steps, noisy))], axis=2).astype(np.float32)
+    faulty = X[:100].copy()
+    faulty[:, :, 0] += 1.5  # 75 times the tight sensor's noise, under 2 units of the noisy sensors'
+    plain = PcaT2Q(variance=0.5).fit(X)
+    limited = PcaT2Q(variance=0.5, sensor_limits=True).fit(X)
+    assert plain.sensor_limit_ is None and limited.sensor_limit_ is not None
+    # Same training scores' 99 % line for both: the share of faulty windows beyond it.
+    found = {
+        name: float((det.decision_function(faulty) > np.quantile(det.decision_function(X), 0.99)).mean())
+        for name, det in (("plain", plain), ("limited", limited))
+    }
+    assert found["plain"] < 0.5 and found["limited"] > 0.95, found
+    # The per-sensor statistic only adds: a window is never scored lower than by the combined index alone.
+    assert (limited.decision_function(X) >= plain.decision_function(X) - 1e-9).all()
+    tensors, meta = limited.get_state()
+    again = PcaT2Q.from_state(limited.config(), tensors, meta)
+    np.testing.assert_array_equal(again.decision_function(faulty), limited.decision_function(faulty))
+    old = {k: v for k, v in tensors.items() if k != "sensor_limit"}
+    before = PcaT2Q.from_state(limited.config(), old, meta)
+    assert not before.sensor_limits
+    np.testing.assert_array_equal(before.decision_function(faulty), plain.decision_function(faulty))
