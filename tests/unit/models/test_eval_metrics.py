@@ -139,3 +139,28 @@ def test_vus_pr_and_auc_pr_match_tsb_ad() -> None:
 def test_committed_yaml_equals_defaults() -> None:
     path = REPO / "deploy" / "config" / "evaluate.yaml"
     assert EvalConfig.model_validate(yaml.safe_load(path.read_text())) == EvalConfig()
+
+
+def test_goal_comparison_respects_each_metric_direction() -> None:
+    """F1 must reach its goal from below, false alarms from above; a missing or NaN figure is not judged."""
+    from linewatch.models.evaluation.reference import REFERENCES, comparison_rows
+
+    rows = {r[0]: r for r in comparison_rows("skab", {"f1": 0.9, "far": 9.0, "mar": float("nan")})}
+    assert rows["f1"][3:] == ("≥ 0.88", "yes")
+    assert rows["far"][3:] == ("≤ 8", "no")
+    assert rows["mar"][4] == "-" and rows["nab_standard"][4] == "-"
+    tep = {r[0]: r[4] for r in comparison_rows("tep", {"mean_detection_rate": 0.9, "false_alarm_rate": 0.01})}
+    assert tep == {"mean_detection_rate": "yes", "false_alarm_rate": "yes"}  # the goal itself counts as met
+    assert comparison_rows("unknown", {"f1": 1.0}) == []
+    # Every referenced metric is one the protocols report.
+    assert {r.metric for refs in REFERENCES.values() for r in refs} <= {
+        "f1",
+        "far",
+        "mar",
+        "nab_standard",
+        "vus_pr",
+        "hitrate_100",
+        "hitrate_150",
+        "mean_detection_rate",
+        "false_alarm_rate",
+    }

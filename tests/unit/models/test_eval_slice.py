@@ -70,7 +70,9 @@ def test_smd_one_machine_truncated(tmp_path: Path) -> None:
     assert series.score.shape == series.label.shape == (6000,) and np.isfinite(series.score).all()
     write_json(result, tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text())["dataset"] == "smd"
-    write_report(result, tmp_path / "report", plots=False)
+    report = write_report(result, tmp_path / "report", plots=False).read_text()
+    # The report places the figures beside the published baselines and the goals.
+    assert "| vus_pr | " in report and "per-sensor z-score about 0.42 | ≥ 0.5 |" in report
 
 
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from linewatch.models.evaluation.metrics import segments
+from linewatch.models.evaluation.reference import comparison_rows
 from linewatch.models.evaluation.result import AttributionPlot, EvalResult, SeriesPlot
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,10 @@ def write_report(result: EvalResult, folder: Path, *, plots: bool = True) -> Pat
     folder.mkdir(parents=True, exist_ok=True)
     lines = [f"# linewatch evaluate {result.dataset}", "", "## Summary", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in result.summary.items()]
+    if compared := comparison_rows(result.dataset, result.summary):
+        lines += ["", "## Against published figures and the project's goals", ""]
+        lines += ["| metric | linewatch | published / baseline | goal | met |", "|---|---|---|---|---|"]
+        lines += [f"| {m} | {_fmt(v)} | {pub} | {goal} | {met} |" for m, v, pub, goal, met in compared]
     lines += ["", "## Configuration", "", "```json", json.dumps(result.config, indent=2), "```", ""]
     lines += ["## Per file", "", *_table(result.per_file), ""]
     images = _plots(result, folder / "plots") if plots else None
