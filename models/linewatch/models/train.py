@@ -275,12 +275,15 @@ def train_group(
     scores = detector.decision_function(held.X)
     cal = group.calibration
     windows_per_week = 7 * 86400 / (spec.stride * spec.cadence_s)
-    calibrator = Calibrator.fit(
-        scores,
-        quantile=cal.quantile,
-        false_alarms_per_week=cal.false_alarms_per_week,
-        windows_per_week=windows_per_week if cal.false_alarms_per_week is not None else None,
-    )
+    try:
+        calibrator = Calibrator.fit(
+            scores,
+            quantile=cal.quantile,
+            false_alarms_per_week=cal.false_alarms_per_week,
+            windows_per_week=windows_per_week if cal.false_alarms_per_week is not None else None,
+        )
+    except ValueError as exc:  # e.g. a detector whose normal scores are not positive
+        raise TrainingError(f"asset group {group.name!r}: cannot calibrate {group.detector.name}: {exc}") from exc
     model = Model(group=group.name, version="candidate", preprocessor=pre, detector=detector, calibrator=calibrator)
     metrics = holdout_metrics(model, holdout_frames, labels)
     metrics.update(

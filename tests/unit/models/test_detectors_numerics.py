@@ -158,3 +158,22 @@ def test_pca_sensor_limits_find_a_break_that_q_dilutes_and_round_trip() -> None:
     before = PcaT2Q.from_state(limited.config(), old, meta)
     assert not before.sensor_limits
     np.testing.assert_array_equal(before.decision_function(faulty), plain.decision_function(faulty))
+
+
+def test_iforest_scores_are_positive_and_old_bundles_keep_their_score() -> None:
+    """The path-length anomaly score lies in (0, 1], so a threshold calibrated on normal windows is positive (PyOD's
+    decision_function is negative for most normal windows). A bundle saved without the score marker keeps
+    PyOD's score, which its calibrator was fitted on."""
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(200, 8, 3)).astype(np.float32)
+    det = IForestDetector(n_estimators=50).fit(X)
+    scores = det.decision_function(X)
+    assert (scores > 0).all() and (scores <= 1).all()
+    assert np.quantile(scores, 0.5) > 0.3  # no training-percentile offset: normal windows are not near zero
+    tensors, meta = det.get_state()
+    assert meta["score"] == "path_length"
+    np.testing.assert_array_equal(IForestDetector.from_state(det.config(), tensors, meta).decision_function(X), scores)
+    legacy = IForestDetector.from_state(det.config(), tensors, {k: v for k, v in meta.items() if k != "score"})
+    old = legacy.decision_function(X)
+    assert (old < 0).mean() > 0.5  # PyOD's score, as such a bundle was calibrated on
+    np.testing.assert_allclose(old - old.mean(), scores - scores.mean(), atol=1e-9)  # the same ranking, shifted

@@ -80,3 +80,19 @@ def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(EvaluationError, match="does not exist"):
         run_dataset("tep", tmp_path / "nope", EvalConfig())
+
+
+def test_a_detector_that_cannot_be_calibrated_is_a_clear_evaluation_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Normal scores below zero give no usable threshold: the benchmark says which detector and data, no traceback."""
+    from linewatch.models.detectors.pca import PcaT2Q
+    from linewatch.models.evaluation import EvaluationError, pipeline
+
+    class Negative(PcaT2Q):
+        def _score(self, X: np.ndarray) -> np.ndarray:
+            return -super()._score(X) - 100.0
+
+    monkeypatch.setattr(pipeline, "make_detector", lambda name, **kw: Negative(**kw))
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(400, 3))
+    with pytest.raises(EvaluationError, match="demo: cannot calibrate pca_t2q: calibrated threshold is -"):
+        pipeline.fit_model([values[:300]], [values[300:]], ["a", "b", "c"], EvalConfig().skab, 1.0, name="demo")

@@ -130,3 +130,25 @@ def test_slow_inputs_only_for_detectors_that_take_them_and_two_days_of_history()
     assert window_spec(other, 10 * 86400).n_inputs(4) == 4
     off = AssetGroupConfig.model_validate({"name": "g", "window": {"lag_s": 0, "daily": False}})
     assert window_spec(off, 10 * 86400).n_inputs(4) == 4
+
+
+def test_a_detector_that_cannot_be_calibrated_is_a_training_error(
+    plant_store: tuple[Path, list[FaultLabel]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held-out normal scores below zero give no usable threshold: a TrainingError naming the group, and nothing
+    is registered."""
+    import linewatch.models.train as train_module
+    from linewatch.models.detectors.pca import PcaT2Q
+
+    class Negative(PcaT2Q):
+        def _score(self, X: np.ndarray) -> np.ndarray:
+            return -super()._score(X) - 100.0
+
+    monkeypatch.setattr(train_module, "make_detector", lambda name, **kw: Negative(**kw))
+    root, labels = plant_store
+    registry = Registry(tmp_path / "models")
+    with pytest.raises(TrainingError, match="'pumps': cannot calibrate pca_t2q: calibrated threshold is -"):
+        train_group(
+            root, AssetGroupConfig(name="pumps", assets=["pump-*"]), registry, labels=labels, say=lambda _: None
+        )
+    assert registry.versions("pumps") == []

@@ -25,6 +25,8 @@ import numpy.typing as npt
 from linewatch.models.base import Array, Detector, FeatureExtractor, NotFittedError, Tensors, register_detector
 
 SUMMARY_STATS = ("mean", "std", "min", "max", "last", "slope")
+#: Recorded in IForest bundles: their score is the path-length anomaly score (absent: PyOD's decision_function).
+_IFOREST_SCORE = "path_length"
 
 
 class SummaryFeatures:
@@ -115,7 +117,11 @@ class FeatureDetector(Detector):
     def _score(self, X: Array) -> npt.NDArray[Any]:
         if self.model_ is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted")
-        return np.asarray(self.model_.decision_function(self._standardise(self._features(X))), dtype=np.float64)
+        return np.asarray(self._model_score(self._standardise(self._features(X))), dtype=np.float64)
+
+    def _model_score(self, Z: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
+        """The PyOD model's outlier score of standardised features (higher = more anomalous)."""
+        return np.asarray(self.model_.decision_function(Z))
 
     def _contrib(self, X: Array) -> npt.NDArray[Any]:
         if self._extractor is None:
@@ -207,6 +213,7 @@ class IForestDetector(FeatureDetector):
             raise ValueError(f"n_estimators must be a positive integer, got {n_estimators!r}")
         self.n_estimators = int(n_estimators)
         self.max_samples = max_samples
+        self._legacy_score = False  # True only for a bundle saved with PyOD's decision_function as the score
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "n_estimators": self.n_estimators, "max_samples": self.max_samples}
@@ -215,6 +222,23 @@ class IForestDetector(FeatureDetector):
         from pyod.models.iforest import IForest
 
         return IForest(n_estimators=self.n_estimators, max_samples=self.max_samples, n_jobs=1, random_state=self.seed)
+
+    def _model_score(self, Z: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
+        # Liu et al.'s anomaly score 2^(-E[h(x)] / c(n)) in (0, 1], not PyOD's decision_function: that one is this
+        # minus a training percentile set by ``contamination``, negative for most normal windows, so a threshold
+        # calibrated on held-out normal windows could be negative and ``score / threshold`` meaningless (SKAB's
+        # valve1/3.csv stopped the evaluation that way). Bundles saved before keep the score they were calibrated on.
+        if self._legacy_score:
+            return super()._model_score(Z)
+        return np.asarray(-self.model_.detector_.score_samples(Z))
+
+    def _get_state(self) -> tuple[Tensors, dict[str, Any]]:
+        tensors, meta = super()._get_state()
+        return tensors, {**meta, "score": _IFOREST_SCORE}
+
+    def _set_state(self, tensors: Tensors, meta: dict[str, Any]) -> None:
+        super()._set_state(tensors, meta)
+        self._legacy_score = meta.get("score") != _IFOREST_SCORE
 
 
 @register_detector

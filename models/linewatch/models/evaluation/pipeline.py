@@ -116,7 +116,10 @@ def fit_model(
     held = _windows(pre, calib_chunks, sensors, cadence_s)
     if held is None:
         raise EvaluationError(f"{name}: no calibration windows")
-    calibrator = Calibrator.fit(detector.decision_function(held.X), quantile=cfg.quantile)
+    try:
+        calibrator = Calibrator.fit(detector.decision_function(held.X), quantile=cfg.quantile)
+    except ValueError as exc:  # e.g. a detector whose normal scores are not positive
+        raise EvaluationError(f"{name}: cannot calibrate {cfg.detector}: {exc}") from exc
     model = Model(group=name, version="evaluation", preprocessor=pre, detector=detector, calibrator=calibrator)
     return Fitted(model, tuple(sensors), excluded, len(train), len(held))
 
