@@ -37,8 +37,8 @@ def _fmt(value: Any) -> str:
         return f"{value:.4g}"
     if value is None:
         return "-"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}" for k in value) or "-"
+    if isinstance(value, dict):  # counts per sensor show their counts; reasons per sensor only the sensors
+        return ", ".join(f"{k} {v}" if isinstance(v, int) else f"{k}" for k, v in value.items()) or "-"
     return str(value)
 
 

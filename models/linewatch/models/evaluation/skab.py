@@ -53,6 +53,14 @@ def load_file(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray
     return sensors, values, anomaly, changepoint
 
 
+def _named_by(contributions: np.ndarray, sensors: list[str]) -> dict[str, int]:
+    """How many rows name each sensor first (largest contribution): which sensors the false alarms blame."""
+    if not len(contributions):
+        return {}
+    top = np.bincount(np.argmax(contributions, axis=1), minlength=len(sensors))
+    return {sensors[i]: int(top[i]) for i in np.flatnonzero(top)}
+
+
 def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None = None) -> EvalResult:
     files = find_files(data)
     if not files:
@@ -62,6 +70,7 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
     n_fit = round(n_train * (1 - ds.holdout_fraction))
     width = round(cfg.nab_window_s / CADENCE_S)
     pooled, nab = Confusion(), NabRaw()
+    false_named: dict[str, int] = {}  # false alarms by the sensor the attribution names first
     per_file: dict[str, Any] = {}
     plots: list[SeriesPlot] = []
     started = time.monotonic()
@@ -75,6 +84,9 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
         pred = scores.anomaly_score >= 1.0
         truth = anomaly[n_train:]
         counts = confusion(pred, truth)
+        named = _named_by(scores.contributions[pred & ~truth], sensors)
+        for sensor, n in named.items():
+            false_named[sensor] = false_named.get(sensor, 0) + n
         pooled = pooled + counts
         cps = np.flatnonzero(changepoint[n_train:]).tolist()
         file_nab = nab_score(transitions(pred), nab_windows(cps, width, truth.size))
@@ -91,6 +103,7 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
             "test_rows": int(truth.size),
             "threshold": fitted.model.calibrator.threshold,
             "excluded_sensors": fitted.excluded,
+            "false_alarms_named": named,
         }
         plots.append(SeriesPlot(name, scores.anomaly_score, truth, 1.0))
         if say:
@@ -105,6 +118,7 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
         "fp": pooled.fp,
         "fn": pooled.fn,
         "tn": pooled.tn,
+        "false_alarms_named": dict(sorted(false_named.items(), key=lambda kv: -kv[1])),
         "seconds": time.monotonic() - started,
     }
     return EvalResult("skab", cfg.model_dump(mode="json"), summary, per_file, plots, [])
