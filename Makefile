@@ -12,7 +12,7 @@ CONFIG      ?= deploy/config/linewatch.example.yaml
 PYTEST_ARGS ?=
 STAMP       := $(VENV)/.installed
 
-.PHONY: help install test lint typecheck pytest run train retrain evaluate bench clean
+.PHONY: help install test lint typecheck pytest run train retrain evaluate evaluate-variants bench clean
 
 help:
 	@echo "make install    create $(VENV) and install linewatch with its dev tools"
@@ -23,6 +23,7 @@ help:
 	@echo "make train      train a model per asset group from the store (CONFIG=...)"
 	@echo "make retrain    train on the latest data; promote only if no worse than the champion"
 	@echo "make evaluate   SKAB, SMD and TEP benchmarks (data: LINEWATCH_BENCH_DATA or ../shared/data); .eval/"
+	@echo "make evaluate-variants  opt-in rules and other detectors on the same benchmarks; .eval/variants/"
 	@echo "make bench      benchmarks (not part of make test); JSON results under .bench/"
 
 $(STAMP): pyproject.toml
@@ -68,6 +69,16 @@ evaluate: $(STAMP)
 	$(BIN)/linewatch evaluate skab --data $(BENCH_DATA)/skab --out .eval/skab.json --report .eval/skab
 	$(BIN)/linewatch evaluate smd --data $(BENCH_DATA)/smd --out .eval/smd.json --report .eval/smd
 	$(BIN)/linewatch evaluate tep --data $(BENCH_DATA)/tep --out .eval/tep.json --report .eval/tep
+
+# Opt-in rules and other detectors on the same protocols (each YAML says why it is not the committed config);
+# results under .eval/variants/<variant>/, for the comparisons the README quotes.
+VARIANTS := $(basename $(notdir $(wildcard deploy/config/evaluate-variants/*.yaml)))
+evaluate-variants: $(STAMP)
+	@for v in $(VARIANTS); do for d in skab smd tep; do \
+		mkdir -p .eval/variants/$$v && \
+		$(BIN)/linewatch evaluate $$d --data $(BENCH_DATA)/$$d --eval-config deploy/config/evaluate-variants/$$v.yaml \
+			--out .eval/variants/$$v/$$d.json --report .eval/variants/$$v/$$d || exit 1; \
+	done; done
 
 bench: $(STAMP)
 	@mkdir -p .bench

@@ -164,3 +164,13 @@ def test_goal_comparison_respects_each_metric_direction() -> None:
         "mean_detection_rate",
         "false_alarm_rate",
     }
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "deploy" / "config" / "evaluate-variants").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_evaluation_variant_loads_and_differs_from_the_committed_config(path: Path) -> None:
+    """``make evaluate-variants`` must not fail half-way on a typo, and a variant equal to the default is noise."""
+    from linewatch.models.evaluation.config import load_eval_config
+
+    assert load_eval_config(path) != EvalConfig()
