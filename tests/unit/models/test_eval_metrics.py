@@ -174,3 +174,16 @@ def test_every_evaluation_variant_loads_and_differs_from_the_committed_config(pa
     from linewatch.models.evaluation.config import load_eval_config
 
     assert load_eval_config(path) != EvalConfig()
+
+
+def test_report_tables_take_every_rows_keys_and_name_top_sensors() -> None:
+    """TEP's normal file and its fault files carry different keys: the per-file table shows all of them."""
+    from linewatch.models.evaluation.report import _table
+    from linewatch.models.evaluation.result import top_sensors
+
+    rows = {"d00_te.dat": {"false_alarm_rate": 0.01}, "d01.dat": {"detection_rate": 0.5, "named": ["a", "b"]}}
+    table = _table(rows)
+    assert table[0] == "| file | false_alarm_rate | detection_rate | named |"
+    assert table[2] == "| d00_te.dat | 0.01 | - | - |" and table[3] == "| d01.dat | - | 0.5 | a, b |"
+    assert top_sensors([0.1, 0.0, 0.7, 0.2], ["a", "b", "c", "d"]) == ["c", "d", "a"]
+    assert top_sensors([0.0, 0.3], ["a", "b"]) == ["b"]  # a zero contribution names nobody

@@ -53,11 +53,15 @@ def test_skab_one_file_through_cli(tmp_path: Path) -> None:
     s = result["summary"]
     assert s["tp"] + s["fp"] + s["fn"] + s["tn"] == result["per_file"]["valve1/0.csv"]["test_rows"]
     assert 0.0 <= s["f1"] <= 1.0 and 0.0 <= s["far"] <= 100.0
+    sensors = {"Accelerometer1RMS", "Accelerometer2RMS", "Current", "Pressure", "Temperature", "Thermocouple",
+        "Voltage", "Volume Flow RateRMS"}  # fmt: skip
     # Every false alarm is blamed on exactly one of the file's sensors.
-    assert sum(s["false_alarms_named"].values()) == s["fp"]
-    assert set(s["false_alarms_named"]) <= {"Temperature", "Thermocouple", "Current", "Pressure", "Voltage",
-        "Accelerometer1RMS", "Accelerometer2RMS", "Volume Flow RateRMS"}  # fmt: skip
+    assert sum(s["false_alarms_named"].values()) == s["fp"] and set(s["false_alarms_named"]) <= sensors
+    # The labelled anomaly's attribution: the sensors blamed for it, and its row in the attribution plot.
+    named = result["per_file"]["valve1/0.csv"]["anomaly_named"]
+    assert 1 <= len(named) <= 3 and len(set(named)) == len(named) and set(named) <= sensors
     assert (tmp_path / "rep" / "report.md").is_file()
+    assert (tmp_path / "rep" / "plots" / "attribution_skab.png").is_file()
 
 
 @needs_smd

@@ -135,6 +135,12 @@ class Scores:
     def scored(self) -> npt.NDArray[np.bool_]:
         return np.asarray(np.isfinite(self.anomaly_score))
 
+    def segment_contribution(self, start: int, end: int) -> F64:
+        """Each sensor's contribution summed over rows ``[start, end)``: share x anomaly score per row (shares sum
+        to 1 per row, so a row counts as much as it is anomalous); rows without a score add nothing."""
+        weighted = self.contributions[start:end] * self.anomaly_score[start:end, None]
+        return np.asarray(np.nansum(weighted, axis=0), dtype=np.float64)
+
 
 def score_rows(fitted: Fitted, values: F64, history: F64 | None, cadence_s: float, chunk: int = 20_000) -> Scores:
     """Score every row of ``values`` with the window ending at it; ``history`` rows precede ``values``."""

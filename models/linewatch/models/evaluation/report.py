@@ -37,6 +37,8 @@ def _fmt(value: Any) -> str:
         return f"{value:.4g}"
     if value is None:
         return "-"
+    if isinstance(value, list):  # e.g. the sensors named first, in order
+        return ", ".join(str(v) for v in value) or "-"
     if isinstance(value, dict):  # counts per sensor show their counts; reasons per sensor only the sensors
         return ", ".join(f"{k} {v}" if isinstance(v, int) else f"{k}" for k, v in value.items()) or "-"
     return str(value)
@@ -45,7 +47,14 @@ def _fmt(value: Any) -> str:
 def _table(rows: dict[str, dict[str, Any]]) -> list[str]:
     if not rows:
         return []
-    columns = [c for c in next(iter(rows.values())) if not isinstance(next(iter(rows.values()))[c], list)]
+    # Columns: every key of any row, in order of first appearance (TEP's normal file has other keys than its
+    # fault files); lists of records (SMD's segments) stay in the JSON.
+    columns: list[str] = []
+    for row in rows.values():
+        for c, v in row.items():
+            nested = isinstance(v, list) and any(isinstance(x, dict | list) for x in v)
+            if c not in columns and not nested:
+                columns.append(c)
     out = ["| file | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, row in rows.items():
         out.append(f"| {name} | " + " | ".join(_fmt(row.get(c)) for c in columns) + " |")
@@ -75,7 +84,7 @@ def write_report(result: EvalResult, folder: Path, *, plots: bool = True) -> Pat
         ]
         lines += [f"![{name}]({rel})" for name, rel in images["series"]]
         if images["attribution"]:
-            lines += ["", "## Attribution per labelled segment", "", "Dots: the true root-cause sensors.", ""]
+            lines += ["", "## Attribution per labelled segment", "", "Dots: the labelled root-cause sensors (SMD).", ""]
             lines += [f"![{name}]({rel})" for name, rel in images["attribution"]]
     path = folder / "report.md"
     path.write_text("\n".join(lines) + "\n")

@@ -30,6 +30,12 @@ class AttributionPlot:
     true_dims: tuple[int, ...]
 
 
+def top_sensors(contribution: npt.ArrayLike, sensors: tuple[str, ...] | list[str], k: int = 3) -> list[str]:
+    """The ``k`` sensors with the largest contribution, largest first (zero contributions are not named)."""
+    c = np.asarray(contribution, dtype=np.float64)
+    return [sensors[int(i)] for i in np.argsort(-c, kind="stable")[:k] if c[i] > 0]
+
+
 @dataclass
 class EvalResult:
     dataset: str

@@ -23,9 +23,17 @@ import numpy as np
 import polars as pl
 
 from linewatch.models.evaluation.config import EvalConfig
-from linewatch.models.evaluation.metrics import Confusion, NabRaw, confusion, nab_score, nab_windows, transitions
+from linewatch.models.evaluation.metrics import (
+    Confusion,
+    NabRaw,
+    confusion,
+    nab_score,
+    nab_windows,
+    segments,
+    transitions,
+)
 from linewatch.models.evaluation.pipeline import EvaluationError, fit_model, score_rows
-from linewatch.models.evaluation.result import EvalResult, SeriesPlot
+from linewatch.models.evaluation.result import AttributionPlot, EvalResult, SeriesPlot, top_sensors
 
 log = logging.getLogger(__name__)
 CADENCE_S = 1.0
@@ -73,6 +81,7 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
     false_named: dict[str, int] = {}  # false alarms by the sensor the attribution names first
     per_file: dict[str, Any] = {}
     plots: list[SeriesPlot] = []
+    attributions: list[AttributionPlot] = []
     started = time.monotonic()
     for path in files:
         name = path.relative_to(data).as_posix()
@@ -85,6 +94,11 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
         truth = anomaly[n_train:]
         counts = confusion(pred, truth)
         named = _named_by(scores.contributions[pred & ~truth], sensors)
+        blamed = np.zeros(len(sensors))
+        for s, e in segments(truth):  # which sensors the model blames for each labelled anomaly (no true dims)
+            contribution = scores.segment_contribution(s, e)
+            blamed += contribution
+            attributions.append(AttributionPlot(f"skab [{name} rows {s}-{e})", tuple(sensors), contribution, ()))
         for sensor, n in named.items():
             false_named[sensor] = false_named.get(sensor, 0) + n
         pooled = pooled + counts
@@ -104,6 +118,7 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
             "threshold": fitted.model.calibrator.threshold,
             "excluded_sensors": fitted.excluded,
             "false_alarms_named": named,
+            "anomaly_named": top_sensors(blamed, sensors),
         }
         plots.append(SeriesPlot(name, scores.anomaly_score, truth, 1.0))
         if say:
@@ -121,4 +136,4 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
         "false_alarms_named": dict(sorted(false_named.items(), key=lambda kv: -kv[1])),
         "seconds": time.monotonic() - started,
     }
-    return EvalResult("skab", cfg.model_dump(mode="json"), summary, per_file, plots, [])
+    return EvalResult("skab", cfg.model_dump(mode="json"), summary, per_file, plots, attributions)

@@ -129,9 +129,7 @@ def evaluate_smd(
         seg_scores = []
         zscore = np.abs(test - train.mean(axis=0)) / np.maximum(train.std(axis=0), ZSCORE_STD_FLOOR)
         for s, e, dims in m["segments"]:
-            # Absolute contribution = share x score (Model.score reports shares summing to 1 per step).
-            weighted = scores.contributions[s:e] * score[s:e, None]
-            contribution = np.nansum(weighted, axis=0)
+            contribution = scores.segment_contribution(s, e)
             baseline = attribution_scores(zscore[s:e].sum(axis=0), dims)
             seg_scores.append(
                 {**attribution_scores(contribution, dims), **{f"{k}_zscore": baseline[k] for k in _ATTR_BASE}}

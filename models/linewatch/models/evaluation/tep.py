@@ -20,7 +20,7 @@ import numpy as np
 
 from linewatch.models.evaluation.config import EvalConfig
 from linewatch.models.evaluation.pipeline import EvaluationError, fit_model, score_rows
-from linewatch.models.evaluation.result import EvalResult, SeriesPlot
+from linewatch.models.evaluation.result import AttributionPlot, EvalResult, SeriesPlot, top_sensors
 
 CADENCE_S = 180.0
 N_VARS = 52
@@ -68,11 +68,21 @@ def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None 
     series = [SeriesPlot("d00_te.dat", te_scores, np.zeros(te_scores.size, dtype=bool), 1.0)]
     per_file: dict[str, Any] = {"d00_te.dat": {"false_alarm_rate": far, "scored_rows": n_te}}
     rates: dict[int, float] = {}
+    attributions: list[AttributionPlot] = []
     for fault, path in find_faults(data).items():
-        score = score_rows(fitted, load_dat(path), None, CADENCE_S).anomaly_score
+        scored = score_rows(fitted, load_dat(path), None, CADENCE_S)
+        score = scored.anomaly_score
         rate, n = _alarm_rate(score)
         rates[fault] = rate
-        per_file[path.name] = {"fault": fault, "detection_rate": rate, "scored_rows": n}
+        # The whole file is the labelled segment: which variables the model blames for the fault.
+        contribution = scored.segment_contribution(0, score.size)
+        attributions.append(AttributionPlot(f"tep [fault {fault:02d}]", tuple(sensors), contribution, ()))
+        per_file[path.name] = {
+            "fault": fault,
+            "detection_rate": rate,
+            "scored_rows": n,
+            "named": top_sensors(contribution, sensors),
+        }
         series.append(SeriesPlot(path.name, score, np.isfinite(score), 1.0))
         if say:
             say(f"tep {path.name}: detection rate {rate:.3f}")
@@ -86,4 +96,4 @@ def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None 
         "excluded_sensors": fitted.excluded,
         "seconds": time.monotonic() - started,
     }
-    return EvalResult("tep", cfg.model_dump(mode="json"), summary, per_file, series, [])
+    return EvalResult("tep", cfg.model_dump(mode="json"), summary, per_file, series, attributions)
