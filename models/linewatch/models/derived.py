@@ -37,10 +37,12 @@ def lag_filter(x: npt.ArrayLike, tau_steps: float, history: int, *, axis: int = 
         # The full recursion Y; Y_t - c Y_{t-H} leaves exactly the last H terms (its start value cancels), and
         # running it on x - x_0 keeps Y near zero so that difference loses no precision.
         first = arr[..., :1]
-        Y = lfilter([a], [1.0, a - 1.0], arr - first, axis=-1) + first
+        Y = lfilter([a], [1.0, a - 1.0], arr - first, axis=-1)  # the recursion less its start value
         t = np.arange(max(history, n_steps - keep), n_steps)
         past = t - history
-        out[..., t - (n_steps - keep)] = Y[..., t] - (1.0 - a) ** history * (Y[..., past] - arr[..., past])
+        # ``+ first`` only on the rows used (serving needs a window's rows, not its whole look-back).
+        now, then = Y[..., t] + first, Y[..., past] + first
+        out[..., t - (n_steps - keep)] = now - (1.0 - a) ** history * (then - arr[..., past])
     return np.moveaxis(out, -1, axis)
 
 

@@ -254,8 +254,9 @@ class BufferSet:
         counts = np.take(self._counts.reshape(-1, n_s), flat, axis=0)
         counts[~held] = 0
         observed = counts > 0
-        sums = np.take(self._sums.reshape(-1, n_s), flat, axis=0)
-        means = np.divide(sums, counts, out=np.full(sums.shape, np.nan), where=observed)
+        means = np.take(self._sums.reshape(-1, n_s), flat, axis=0)  # a copy: divided in place into bin means
+        np.divide(means, counts, out=means, where=observed)
+        means[~observed] = np.nan
         shape = (steps, rows.shape[0], n_s)
         return means.reshape(shape), observed.reshape(shape)
 
@@ -353,11 +354,15 @@ def to_model_windows(
         return replace(windows, spec=spec)
     parts = []
     if spec.lag_s:  # over each asset's whole series, as in training; only the window's rows are needed
-        scaled = np.nan_to_num((values - stats.median) / stats.scale, nan=0.0)
-        lagged = lag_filter(
-            np.ascontiguousarray(scaled.transpose(0, 2, 1)), spec.lag_steps, history, axis=2, last=length
-        )
-        parts.append(np.nan_to_num(lagged, nan=0.0).transpose(0, 2, 1))
+        # Scaled straight into (asset, sensor, time) order, so the filter runs along contiguous rows, with NaN set
+        # to 0 in place: this array spans every asset's look-back, the bulk of a tick's memory traffic.
+        scaled = np.empty((n, n_s, steps_in))
+        np.subtract(values.transpose(0, 2, 1), stats.median[:, None], out=scaled)
+        scaled /= stats.scale[:, None]
+        scaled[np.isnan(scaled)] = 0.0
+        lagged = lag_filter(scaled, spec.lag_steps, history, axis=2, last=length)
+        lagged[np.isnan(lagged)] = 0.0
+        parts.append(lagged.transpose(0, 2, 1))
     if spec.daily:
         parts.append(time_of_day(ts[:, history:]))
     X = np.concatenate([windows.X, *(p.astype(np.float32) for p in parts)], axis=2)
