@@ -61,6 +61,7 @@ def register(app: typer.Typer) -> None:
         from pydantic import ValidationError
 
         from linewatch.models.evaluation import EvaluationError, load_eval_config, run_dataset
+        from linewatch.models.evaluation.reference import comparison_rows
         from linewatch.models.evaluation.report import write_json, write_report
 
         try:
@@ -86,4 +87,7 @@ def register(app: typer.Typer) -> None:
             if not isinstance(v, dict)
         )
         console.print(f"[bold]{dataset.value}[/bold] in {time.monotonic() - started:.1f} s: {shown}")
+        for metric, value, published, goal, met in comparison_rows(dataset.value, result.summary):
+            figure = f"{value:.4g}" if isinstance(value, float) else str(value)
+            console.print(f"  {metric} {figure}: goal {goal}, met: {met} (published: {published})", highlight=False)
         console.print(f"result: {out}")

@@ -187,3 +187,14 @@ def test_report_tables_take_every_rows_keys_and_name_top_sensors() -> None:
     assert table[2] == "| d00_te.dat | 0.01 | - | - |" and table[3] == "| d01.dat | - | 0.5 | a, b |"
     assert top_sensors([0.1, 0.0, 0.7, 0.2], ["a", "b", "c", "d"]) == ["c", "d", "a"]
     assert top_sensors([0.0, 0.3], ["a", "b"]) == ["b"]  # a zero contribution names nobody
+
+
+def test_segment_contribution_weighs_shares_by_score_and_skips_unscored_rows() -> None:
+    from linewatch.models.evaluation.pipeline import Scores
+
+    scores = Scores(
+        anomaly_score=np.array([1.0, np.nan, 2.0, 5.0]),
+        contributions=np.array([[0.5, 0.5], [np.nan, np.nan], [1.0, 0.0], [0.0, 1.0]]),
+    )
+    np.testing.assert_allclose(scores.segment_contribution(0, 3), [2.5, 0.5])  # row 3 is outside the segment
+    np.testing.assert_allclose(scores.segment_contribution(1, 2), [0.0, 0.0])  # only an unscored row

@@ -46,6 +46,7 @@ def test_skab_one_file_through_cli(tmp_path: Path) -> None:
         app, ["evaluate", "skab", "--data", str(data), "--out", str(out), "--report", str(tmp_path / "rep")]
     )
     assert res.exit_code == 0, res.output
+    assert "goal ≥ 0.88, met:" in res.output and "(published: leaderboard best" in res.output
     result = json.loads(out.read_text())
     assert set(result) == {"dataset", "config", "summary", "per_file"}
     assert {"f1", "far", "mar", "nab_standard"} <= set(result["summary"])
