@@ -39,10 +39,14 @@ REFERENCES: dict[str, tuple[Reference, ...]] = {
     "smd": (
         Reference("vus_pr", "per-sensor z-score about 0.42", 0.50),
         Reference(
-            "hitrate_100", "z-score 0.78 (max over the segment; summed: see hitrate_100_zscore), random 0.17", 0.85
+            "hitrate_100",
+            "z-score 0.78 as quoted (max over the segment comes close; summed: hitrate_100_zscore), random 0.17",
+            0.85,
         ),
         Reference(
-            "hitrate_150", "z-score 0.88 (max over the segment; summed: see hitrate_150_zscore), random 0.25", 0.93
+            "hitrate_150",
+            "z-score 0.88 as quoted (max over the segment comes close; summed: hitrate_150_zscore), random 0.25",
+            0.93,
         ),
     ),
     "tep": (
