@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
     n_fit = round(n_train * (1 - ds.holdout_fraction))
     width = round(cfg.nab_window_s / CADENCE_S)
     pooled, nab = Confusion(), NabRaw()
-    false_named: dict[str, int] = {}  # false alarms by the sensor the attribution names first
+    false_named: Counter[str] = Counter()  # false alarms by the sensor the attribution names first
     per_file: dict[str, Any] = {}
     plots: list[SeriesPlot] = []
     attributions: list[AttributionPlot] = []
@@ -99,8 +100,7 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
             contribution = scores.segment_contribution(s, e)
             blamed += contribution
             attributions.append(AttributionPlot(f"skab [{name} rows {s}-{e})", tuple(sensors), contribution, ()))
-        for sensor, n in named.items():
-            false_named[sensor] = false_named.get(sensor, 0) + n
+        false_named.update(named)
         pooled = pooled + counts
         cps = np.flatnonzero(changepoint[n_train:]).tolist()
         file_nab = nab_score(transitions(pred), nab_windows(cps, width, truth.size))
@@ -133,7 +133,7 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
         "fp": pooled.fp,
         "fn": pooled.fn,
         "tn": pooled.tn,
-        "false_alarms_named": dict(sorted(false_named.items(), key=lambda kv: -kv[1])),
+        "false_alarms_named": dict(false_named.most_common()),
         "seconds": time.monotonic() - started,
     }
     return EvalResult("skab", cfg.model_dump(mode="json"), summary, per_file, plots, attributions)
