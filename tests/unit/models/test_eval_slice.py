@@ -25,6 +25,8 @@ SMD = DATA / "smd"
 SMD_MACHINE = "machine-1-2"
 
 needs_skab = pytest.mark.skipif(not SKAB_FILE.is_file(), reason=f"SKAB data not found at {SKAB_FILE}")
+TEP = DATA / "tep"
+needs_tep = pytest.mark.skipif(not (TEP / "d01.dat").is_file(), reason=f"TEP data not found below {TEP}")
 needs_smd = pytest.mark.skipif(
     not (SMD / "npy" / f"{SMD_MACHINE}_train.npy").is_file(), reason=f"SMD data not found below {SMD}"
 )
@@ -82,6 +84,40 @@ def test_smd_one_machine_truncated(tmp_path: Path) -> None:
     report = write_report(result, tmp_path / "report", plots=False).read_text()
     # The report places the figures beside the published baselines and the goals.
     assert "| vus_pr | " in report and "per-sensor z-score about 0.42 | ≥ 0.5 |" in report
+
+
+@needs_tep
+def test_tep_testing_runs_count_detection_from_the_onset_and_false_alarms_before_it(tmp_path: Path) -> None:
+    """A Braatz testing run (``dNN_te.dat``, fault from row 160) is scored as one run and split at the onset.
+
+    This copy of the data has no fault testing runs, so one is built from real rows: 160 normal rows of
+    ``d00.dat`` then the 480 rows of fault 1, the easiest fault (every method detects it).
+    """
+    from linewatch.models.evaluation import EvaluationError
+    from linewatch.models.evaluation.tep import TE_FAULT_ONSET, load_dat
+
+    data = tmp_path / "tep"
+    data.mkdir()
+    for name in ("d00.dat", "d00_te.dat", "d01.dat"):
+        shutil.copy(TEP / name, data / name)
+    fault = load_dat(TEP / "d01.dat")
+    np.savetxt(data / "d01_te.dat", np.vstack([load_dat(TEP / "d00.dat")[:TE_FAULT_ONSET], fault]))
+    result = run_dataset("tep", data, EvalConfig())
+    run = result.per_file["d01_te.dat"]
+    first_window = EvalConfig().tep.window_length - 1  # rows before the first full window have no score
+    assert run["scored_rows"] == fault.shape[0] and run["normal_rows"] == TE_FAULT_ONSET - first_window
+    assert run["detection_rate"] >= 0.95
+    assert run["false_alarm_rate_before_onset"] <= 0.05
+    assert result.summary["mean_detection_rate_te"] == run["detection_rate"]
+    assert result.summary["false_alarm_rate_te"] == run["false_alarm_rate_before_onset"]
+    # The protocol's own figures do not change: fault files and the calibration run.
+    assert result.summary["mean_detection_rate"] == result.per_file["d01.dat"]["detection_rate"]
+    label = next(s.label for s in result.series if s.name == "d01_te.dat")
+    assert label.sum() == fault.shape[0] and not label[:TE_FAULT_ONSET].any()
+
+    np.savetxt(data / "d02_te.dat", fault[:TE_FAULT_ONSET])  # ends before its fault could start
+    with pytest.raises(EvaluationError, match=r"d02_te\.dat: 160 rows"):
+        run_dataset("tep", data, EvalConfig())
 
 
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
