@@ -86,6 +86,33 @@ def test_smd_one_machine_truncated(tmp_path: Path) -> None:
     assert "| vus_pr | " in report and "per-sensor z-score about 0.42 | ≥ 0.5 |" in report
 
 
+@needs_smd
+def test_smd_reads_the_authors_text_layout_as_well(tmp_path: Path) -> None:
+    """Machines delivered as the original release's text files load to the same arrays as the npy copies."""
+    from linewatch.models.evaluation.smd import find_machines, load_machine
+
+    data = tmp_path / "smd"
+    for sub in ("train", "test", "test_label", "interpretation_label"):
+        (data / sub).mkdir(parents=True)
+    shutil.copy(SMD / "interpretation_label" / f"{SMD_MACHINE}.txt", data / "interpretation_label" / "machine-9-9.txt")
+    npy = {part: np.load(SMD / "npy" / f"{SMD_MACHINE}_{part}.npy") for part in ("train", "test", "test_label")}
+    np.savetxt(data / "train" / "machine-9-9.txt", npy["train"], delimiter=",", fmt="%.9g")
+    np.savetxt(data / "test" / "machine-9-9.txt", npy["test"], delimiter=",", fmt="%.9g")
+    np.savetxt(data / "test_label" / "machine-9-9.txt", npy["test_label"], fmt="%d")
+    assert find_machines(data) == ["machine-9-9"]
+    text, reference = load_machine(data, "machine-9-9"), load_machine(SMD, SMD_MACHINE)
+    for key in ("train", "test"):
+        np.testing.assert_allclose(text[key], reference[key], rtol=1e-7, atol=0)
+    np.testing.assert_array_equal(text["label"], reference["label"])
+    assert text["segments"] == reference["segments"]
+
+    (data / "test" / "machine-9-9.txt").write_text("0.1,oops\n")
+    from linewatch.models.evaluation import EvaluationError
+
+    with pytest.raises(EvaluationError, match="machine-9-9: unreadable text data"):
+        load_machine(data, "machine-9-9")
+
+
 @needs_tep
 def test_tep_testing_runs_count_detection_from_the_onset_and_false_alarms_before_it(tmp_path: Path) -> None:
     """A Braatz testing run (``dNN_te.dat``, fault from row 160) is scored as one run and split at the onset.

@@ -20,6 +20,11 @@ the same way (``*_zscore``: each test row's ``|x - mean| / std`` with the whole 
 floored at :data:`ZSCORE_STD_FLOOR`, summed over the segment). The data README quotes 0.78 / 0.88 for a z-score
 ranking; summed over segments as this protocol prescribes, it scores lower, so the baseline is recomputed here
 rather than compared with a figure measured another way.
+
+Layouts: this copy ships ``npy/<machine>_{train,test,test_label}.npy``; the authors' original release has the
+same arrays as comma-separated text, ``train/<machine>.txt``, ``test/<machine>.txt`` and
+``test_label/<machine>.txt``. Both are read (``npy`` first where a machine has both), so SMD machines kept back
+for independent evaluation run whichever way they are delivered.
 """
 
 from __future__ import annotations
@@ -65,20 +70,41 @@ _ATTR_KEYS = (
 
 
 def find_machines(data: Path) -> list[str]:
-    """Machines with ``npy/<name>_train.npy`` (their ``_test``, ``_test_label`` and interpretation must exist)."""
-    return sorted(p.name.removesuffix("_train.npy") for p in (data / "npy").glob("*_train.npy"))
+    """Machines with ``npy/<name>_train.npy`` or ``train/<name>.txt`` (their test data, labels and
+    interpretation must exist too)."""
+    npy = {p.name.removesuffix("_train.npy") for p in (data / "npy").glob("*_train.npy")}
+    text = {p.stem for p in (data / "train").glob("*.txt")}
+    return sorted(npy | text)
+
+
+def _arrays(data: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(train, test, label)`` from ``npy/`` if the machine is there, else from the original text files."""
+    npy = data / "npy"
+    if (npy / f"{name}_train.npy").is_file():
+        return (
+            np.load(npy / f"{name}_train.npy", allow_pickle=False),
+            np.load(npy / f"{name}_test.npy", allow_pickle=False),
+            np.load(npy / f"{name}_test_label.npy", allow_pickle=False),
+        )
+    try:
+        return (
+            np.loadtxt(data / "train" / f"{name}.txt", delimiter=",", ndmin=2),
+            np.loadtxt(data / "test" / f"{name}.txt", delimiter=",", ndmin=2),
+            np.loadtxt(data / "test_label" / f"{name}.txt", delimiter=",", ndmin=1),
+        )
+    except ValueError as exc:  # a non-numeric cell
+        raise EvaluationError(f"SMD machine {name}: unreadable text data: {exc}") from exc
 
 
 def load_machine(data: Path, name: str, max_rows: int | None = None) -> dict[str, Any]:
     """Arrays of one machine; ``max_rows`` truncates train and test (for quick checks), dropping segments past it."""
-    npy = data / "npy"
     try:
-        train = np.load(npy / f"{name}_train.npy", allow_pickle=False).astype(np.float64)
-        test = np.load(npy / f"{name}_test.npy", allow_pickle=False).astype(np.float64)
-        label = np.load(npy / f"{name}_test_label.npy", allow_pickle=False).astype(bool).ravel()
+        train_raw, test_raw, label_raw = _arrays(data, name)
         segments = parse_interpretation((data / "interpretation_label" / f"{name}.txt").read_text())
     except FileNotFoundError as exc:
         raise EvaluationError(f"SMD machine {name}: missing file {exc.filename}") from exc
+    train, test = train_raw.astype(np.float64), test_raw.astype(np.float64)
+    label = label_raw.astype(bool).ravel()
     if max_rows is not None:
         train, test, label = train[:max_rows], test[:max_rows], label[:max_rows]
         segments = [(s, min(e, max_rows), d) for s, e, d in segments if s < max_rows]
@@ -103,7 +129,7 @@ def evaluate_smd(
 ) -> EvalResult:
     names = machines if machines is not None else find_machines(data)
     if not names:
-        raise EvaluationError(f"no SMD npy/*_train.npy below {data}")
+        raise EvaluationError(f"no SMD npy/*_train.npy or train/*.txt below {data}")
     ds = cfg.smd
     started = time.monotonic()
     per_file: dict[str, Any] = {}
