@@ -27,6 +27,24 @@ def test_lag_filter_is_the_restarted_first_order_lag() -> None:
     np.testing.assert_allclose(constant[history:], 7.0)  # the weights sum to one
 
 
+@pytest.mark.parametrize("last", [1, 7, 60, 95, 100, 400])
+def test_lag_filter_last_rows_equal_the_whole_series(last: int) -> None:
+    """Serving asks for a window's rows only (a weighted sum and a short recursion); they equal training's filter
+    over the whole series to rounding, along any axis, including rows that have no full look-back yet (NaN)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(50.0, 5.0, size=(4, 100, 3))  # (assets, time, sensors)
+    tau, history = 20.0, 40
+    whole = lag_filter(x, tau, history, axis=1)
+    got = lag_filter(x, tau, history, axis=1, last=last)
+    keep = min(last, 100)
+    assert got.shape == (4, keep, 3)
+    np.testing.assert_allclose(got, whole[:, 100 - keep :], rtol=1e-12, equal_nan=True)
+    assert np.isnan(got[:, : max(0, history - (100 - keep))]).all()
+    # Time last and contiguous, as serving lays it out.
+    along = lag_filter(np.ascontiguousarray(x.transpose(0, 2, 1)), tau, history, axis=2, last=last)
+    np.testing.assert_allclose(along, got.transpose(0, 2, 1), rtol=1e-12, equal_nan=True)
+
+
 def test_derived_inputs_layout() -> None:
     ts = np.arange(0, 48) * 3_600_000_000 // 2  # half-hour steps over a day
     scaled = np.ones((48, 2))
