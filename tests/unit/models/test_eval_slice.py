@@ -67,6 +67,31 @@ def test_skab_one_file_through_cli(tmp_path: Path) -> None:
     assert (tmp_path / "rep" / "plots" / "attribution_skab.png").is_file()
 
 
+@needs_skab
+def test_skab_normal_runs_give_a_false_alarm_rate_without_labels(tmp_path: Path) -> None:
+    """An unlabelled run is cut into experiment-long pieces, each under the file protocol; all its alarms are false."""
+    free = DATA / "skab" / "anomaly-free" / "anomaly-free.csv"
+    if not free.is_file():
+        pytest.skip(f"SKAB anomaly-free run not found at {free}")
+    data = tmp_path / "skab"
+    (data / "valve1").mkdir(parents=True)
+    (data / "anomaly-free").mkdir()
+    shutil.copy(SKAB_FILE, data / "valve1" / "0.csv")
+    lines = free.read_text(encoding="utf-8").splitlines(keepends=True)
+    (data / "anomaly-free" / "run.csv").write_text("".join(lines[:2501]), encoding="utf-8")  # header + 2,500 rows
+    result = run_dataset("skab", data, EvalConfig())
+    s = result.summary
+    length = result.per_file["valve1/0.csv"]["test_rows"] + EvalConfig().skab_train_rows  # the piece length
+    assert s["normal_pieces"] == 2500 // length == 2
+    assert s["normal_rows"] == 2 * (length - EvalConfig().skab_train_rows)
+    assert s["normal_far"] == pytest.approx(100.0 * s["normal_alarms"] / s["normal_rows"])
+    assert sum(s["normal_false_alarms_named"].values()) == s["normal_alarms"]
+    pieces = [k for k in result.per_file if k.startswith("anomaly-free/run.csv rows ")]
+    assert pieces == [f"anomaly-free/run.csv rows 0-{length}", f"anomaly-free/run.csv rows {length}-{2 * length}"]
+    # The labelled file's figures are the protocol's alone: the normal runs add no TP/FP/FN/TN.
+    assert s["tp"] + s["fp"] + s["fn"] + s["tn"] == result.per_file["valve1/0.csv"]["test_rows"]
+
+
 @needs_smd
 def test_smd_one_machine_truncated(tmp_path: Path) -> None:
     result = evaluate_smd(SMD, EvalConfig(), machines=[SMD_MACHINE], max_rows=6000)

@@ -9,6 +9,11 @@ the training rows as history, so every test row has a full window.
 Changepoints are scored with NAB (standard profile, a ``nab_window_s`` window to the right of each true
 changepoint); the predicted changepoints are the points where the binary prediction changes, SKAB's own
 convention. Raw NAB scores, perfect and null scores are summed over files before normalising.
+
+Normal runs (``anomaly-free/anomaly-free.csv``: any CSV without the label columns): cut into consecutive pieces
+as long as the labelled experiments are on average, each piece run through the same protocol (fit and
+calibrate on its first rows, predict the rest). Every alarm there is false, so ``normal_far`` is a false-alarm
+rate measured without any label, and ``normal_false_alarms_named`` says which sensors those alarms blame.
 """
 
 from __future__ import annotations
@@ -50,6 +55,23 @@ def find_files(data: Path) -> list[Path]:
         if all(label in header.strip().split(";") for label in _LABELS):
             out.append(path)
     return out
+
+
+def find_normal_runs(data: Path) -> list[Path]:
+    """Every ``*.csv`` below ``data`` with SKAB's index column but no label columns (normal operation only)."""
+    out = []
+    for path in sorted(data.rglob("*.csv")):
+        header = path.open(encoding="utf-8").readline().strip().split(";")
+        if _INDEX in header and not any(label in header for label in _LABELS):
+            out.append(path)
+    return out
+
+
+def load_normal(path: Path) -> tuple[list[str], np.ndarray]:
+    """``(sensors, values (T, S))`` of an unlabelled SKAB CSV."""
+    frame = pl.read_csv(path, separator=";", infer_schema_length=10_000)
+    sensors = [c for c in frame.columns if c != _INDEX]
+    return sensors, frame.select(pl.col(s).cast(pl.Float64) for s in sensors).to_numpy()
 
 
 def load_file(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -123,6 +145,8 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
         plots.append(SeriesPlot(name, scores.anomaly_score, truth, 1.0))
         if say:
             say(f"skab {name}: F1 {counts.f1:.3f} FAR {counts.far:.1f}% MAR {counts.mar:.1f}%")
+    lengths = [v["test_rows"] + n_train for v in per_file.values()]
+    normal = _normal_runs(data, cfg, round(float(np.mean(lengths))), per_file, say)
     summary = {
         "f1": pooled.f1,
         "far": pooled.far,
@@ -134,6 +158,41 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
         "fn": pooled.fn,
         "tn": pooled.tn,
         "false_alarms_named": dict(false_named.most_common()),
+        **normal,
         "seconds": time.monotonic() - started,
     }
     return EvalResult("skab", cfg.model_dump(mode="json"), summary, per_file, plots, attributions)
+
+
+def _normal_runs(
+    data: Path, cfg: EvalConfig, piece: int, per_file: dict[str, Any], say: Callable[[str], None] | None
+) -> dict[str, Any]:
+    """False alarms on unlabelled normal runs, cut into experiment-long pieces, each under the file protocol."""
+    ds, n_train = cfg.skab, cfg.skab_train_rows
+    n_fit = round(n_train * (1 - ds.holdout_fraction))
+    alarms = rows = pieces = 0
+    named: Counter[str] = Counter()
+    for path in find_normal_runs(data):
+        sensors, values = load_normal(path)
+        for start in range(0, values.shape[0] - piece + 1, piece):
+            part = values[start : start + piece]
+            name = f"{path.relative_to(data).as_posix()} rows {start}-{start + piece}"
+            fitted = fit_model([part[:n_fit]], [part[n_fit:n_train]], sensors, ds, CADENCE_S, name=name)
+            scores = score_rows(fitted, part[n_train:], part[:n_train], CADENCE_S)
+            pred = scores.anomaly_score >= 1.0
+            blamed = _named_by(scores.contributions[pred], sensors)
+            named.update(blamed)
+            alarms, rows, pieces = alarms + int(pred.sum()), rows + int(scores.scored.sum()), pieces + 1
+            far = 100.0 * float(pred.sum()) / max(int(scores.scored.sum()), 1)
+            per_file[name] = {"far": far, "test_rows": int(pred.size), "false_alarms_named": blamed}
+            if say:
+                say(f"skab {name} (normal run): FAR {far:.1f}%")
+    if not pieces:
+        return {}
+    return {
+        "normal_far": 100.0 * alarms / rows,
+        "normal_alarms": alarms,
+        "normal_rows": rows,
+        "normal_pieces": pieces,
+        "normal_false_alarms_named": dict(named.most_common()),
+    }
