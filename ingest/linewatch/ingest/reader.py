@@ -31,11 +31,13 @@ from linewatch.core.schema import READING_COLUMNS
 from linewatch.ingest.compaction import DEDUP_KEY, DEDUP_ORDER
 from linewatch.ingest.store import (
     COMPACTOR_ID,
+    asset_dir,
     check_name,
     is_data_file,
     list_asset_names,
     list_data_files,
     list_partitions,
+    partitions_in,
 )
 
 log = logging.getLogger(__name__)
@@ -240,6 +242,21 @@ class Watermark:
     seen: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True, slots=True)
+class AssetFiles:
+    """Where one asset's files live: its directory, validated and resolved once, and its path relative to the
+    resolved store root. Serving lists every asset's files every second; resolving the same paths each time
+    (several ``lstat`` calls per component) was most of that cost."""
+
+    path: Path
+    rel: str
+
+    @classmethod
+    def of(cls, root: Path, asset: str) -> AssetFiles:
+        path = asset_dir(root, asset)
+        return cls(path, path.relative_to(root.resolve()).as_posix())
+
+
 def new_files_since(
     root: Path,
     asset: str,
@@ -247,6 +264,7 @@ def new_files_since(
     *,
     first_day: date | None = None,
     slack_s: float = 10.0,
+    where: AssetFiles | None = None,
 ) -> tuple[list[Path], Watermark]:
     """Files of ``asset`` not yet returned for ``watermark``, and the watermark to pass next time.
 
@@ -256,14 +274,15 @@ def new_files_since(
     that are taken as seen). Compaction output is a new file and is returned again: consumers must
     deduplicate (e.g. keep only ts beyond what they hold), as :func:`read_files` does within one call.
     ``first_day`` limits the listing to partitions from that UTC date on (serving only needs recent days).
+    ``where`` is the asset's :class:`AssetFiles` if the caller keeps it (else it is worked out here).
     """
     slack_ns = int(slack_s * 1e9)
-    base = root.resolve()
+    where = where or AssetFiles.of(root, asset)
     listed: list[tuple[int, str, Path]] = []
     # Serving calls this for every asset every second: one scandir per partition and one stat per file,
-    # with the relative name built from the partition (resolving each file's path cost two thirds of it).
-    for _, partition in list_partitions(root, asset, first_day, None):
-        rel_dir = partition.resolve().relative_to(base).as_posix()
+    # with relative names built from strings (resolving paths cost most of it).
+    for _, partition in partitions_in(where.path, first_day, None):
+        rel_dir = f"{where.rel}/{partition.name}"
         try:
             with os.scandir(partition) as entries:
                 for entry in entries:

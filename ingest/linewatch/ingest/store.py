@@ -133,7 +133,11 @@ def list_partitions(
 
     Pruning by listing directories means a query for one hour opens the files of one day, not the store.
     """
-    base = asset_dir(root, asset)
+    return partitions_in(asset_dir(root, asset), first, last)
+
+
+def partitions_in(base: Path, first: date | None = None, last: date | None = None) -> list[tuple[date, Path]]:
+    """:func:`list_partitions` of an asset directory already resolved by :func:`asset_dir`."""
     found = []
     try:
         # scandir's entries know whether they are directories without a stat call per entry.

@@ -33,6 +33,7 @@ import polars as pl
 from linewatch.core.clock import Clock, SystemClock
 from linewatch.ingest.reader import (
     READING_DTYPES,
+    AssetFiles,
     SkippedFile,
     Watermark,
     list_assets,
@@ -84,6 +85,7 @@ class StoreFollower:
         self._discover_every = discover_every
         self._slack_s = slack_s
         self._watermarks: dict[str, Watermark] = {}
+        self._where: dict[str, AssetFiles] = {}  # each asset's directory, resolved once (see AssetFiles)
         self._marks = _empty_marks()
         self._polls = 0
 
@@ -114,8 +116,9 @@ class StoreFollower:
         first_day = self._first_day()
         files: list[Path] = []
         for asset, watermark in self._watermarks.items():
+            where = self._where.get(asset) or self._where.setdefault(asset, AssetFiles.of(self.root, asset))
             fresh, self._watermarks[asset] = new_files_since(
-                self.root, asset, watermark, first_day=first_day, slack_s=self._slack_s
+                self.root, asset, watermark, first_day=first_day, slack_s=self._slack_s, where=where
             )
             files.extend(fresh)
         skipped: list[SkippedFile] = []

@@ -12,6 +12,7 @@ import pytest
 
 from linewatch.core.paths import UnsafePathError
 from linewatch.ingest.reader import (
+    AssetFiles,
     SkippedFile,
     Watermark,
     list_assets,
@@ -174,3 +175,22 @@ def test_new_files_since_returns_each_file_once(tmp_path: Path) -> None:
     assert new_files_since(tmp_path, "p", mark)[0] == []
     files, _ = new_files_since(tmp_path, "p", Watermark(), first_day=at(T0 + DAY_US).date())
     assert files == []
+
+
+def test_new_files_since_with_a_kept_asset_directory_lists_the_same(tmp_path: Path) -> None:
+    """Serving keeps each asset's resolved directory (AssetFiles); listings and watermarks are unchanged by it,
+    also when the store root is reached through a symlink."""
+    store = ParquetStore(tmp_path / "real", "w")
+    store.write_readings([Reading(T0, "p", "t", 1.0, T0), Reading(T0 + DAY_US, "p", "t", 2.0, T0)])
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    root = tmp_path / "link"
+    where = AssetFiles.of(root, "p")
+    assert where.rel == "raw/asset=p" and where.path == (tmp_path / "real" / "raw" / "asset=p")
+    plain = new_files_since(root, "p", Watermark())
+    kept = new_files_since(root, "p", Watermark(), where=where)
+    assert plain == kept and len(kept[0]) == 2
+    assert all(rel.startswith("raw/asset=p/date=") for rel in kept[1].seen)
+    store.write_readings([Reading(T0 + 5, "p", "t", 3.0, T0)])
+    assert new_files_since(root, "p", kept[1], where=where) == new_files_since(root, "p", plain[1])
+    with pytest.raises(UnsafePathError):
+        AssetFiles.of(root, "../p")
