@@ -37,15 +37,20 @@ def lag_filter(x: npt.ArrayLike, tau_steps: float, history: int, *, axis: int = 
     ``y_t = (1-a) y_{t-1} + a x_t + c (1-a) (x_{t-H} - x_{t-H-1})``, so a tick reads each look-back once
     instead of filtering all of it (20x faster for 1,000 assets x 8 sensors x 1,860 steps).
     """
+    a = -math.expm1(-1.0 / tau_steps)
+    if last is not None and min(last, np.shape(x)[axis]) <= _RECURSION_ROWS:
+        data = np.asarray(x, dtype=np.float64)
+        shape = list(data.shape)
+        shape[axis] = min(last, shape[axis])
+        rows = np.full(shape, np.nan)
+        if data.shape[axis] > history:  # time first, as views: no copy of the look-back in either layout
+            _lag_last_rows(np.moveaxis(data, axis, 0), a, history, np.moveaxis(rows, axis, 0))
+        return rows
     arr = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)  # time last: lfilter runs along contiguous rows
     n_steps = arr.shape[-1]
     keep = n_steps if last is None else min(last, n_steps)
     out = np.full((*arr.shape[:-1], keep), np.nan)
     if n_steps > history:
-        a = -math.expm1(-1.0 / tau_steps)
-        if last is not None and keep <= _RECURSION_ROWS:
-            _lag_last_rows(arr, a, history, out)
-            return np.moveaxis(out, -1, axis)
         # The full recursion Y; Y_t - c Y_{t-H} leaves exactly the last H terms (its start value cancels), and
         # running it on x - x_0 keeps Y near zero so that difference loses no precision.
         first = arr[..., :1]
@@ -59,20 +64,24 @@ def lag_filter(x: npt.ArrayLike, tau_steps: float, history: int, *, axis: int = 
 
 
 def _lag_last_rows(arr: F64, a: float, history: int, out: F64) -> None:
-    """Fill ``out`` (``(..., keep)``) with the lag of the last ``keep`` rows of ``arr`` (time last)."""
-    n_steps, keep = arr.shape[-1], out.shape[-1]
+    """Fill ``out`` (``(keep, ...)``) with the lag of the last ``keep`` rows of ``arr`` (``(T, ...)``, time first).
+
+    ``arr`` may be a strided view of either layout: the weighted sum is one ``tensordot`` (a BLAS
+    matrix-vector product when time or the other axes are contiguous), each recursion step reads three rows.
+    """
+    n_steps, keep = arr.shape[0], out.shape[0]
     r = 1.0 - a
     c = r**history
     t0 = max(history, n_steps - keep)  # first row with a full look-back among those asked for
     weights = np.empty(history + 1)
     weights[0] = c  # x_{t0-H}, then x_{t0-H+1} .. x_{t0}
     weights[1:] = a * r ** np.arange(history - 1, -1, -1, dtype=np.float64)
-    y = arr[..., t0 - history : t0 + 1] @ weights
+    y = np.tensordot(weights, arr[t0 - history : t0 + 1], axes=(0, 0))
     offset = n_steps - keep
-    out[..., t0 - offset] = y
+    out[t0 - offset] = y
     for t in range(t0 + 1, n_steps):
-        y = r * y + a * arr[..., t] + (c * r) * (arr[..., t - history] - arr[..., t - history - 1])
-        out[..., t - offset] = y
+        y = r * y + a * arr[t] + (c * r) * (arr[t - history] - arr[t - history - 1])
+        out[t - offset] = y
 
 
 def derived_inputs(scaled: F64, ts_us: npt.NDArray[np.int64], lag_steps: float, history: int, *, daily: bool) -> F64:

@@ -273,6 +273,19 @@ class BufferSet:
         The fill looks back ``max_gap`` bins before the window, as ``to_wide`` does; the result equals the last
         window of ``make_windows(to_wide(...))`` on the same readings.
         """
+        values, observed, end_ts = self.latest_time_major(assets, length, max_gap, now_us)
+        return LatestWindows(
+            np.ascontiguousarray(values.transpose(1, 0, 2)), np.ascontiguousarray(observed.transpose(1, 0, 2)), end_ts
+        )
+
+    def latest_time_major(
+        self, assets: Sequence[str], length: int, max_gap: int, now_us: int | None = None
+    ) -> LatestWindows:
+        """:meth:`latest` with time first, ``(L, n, S)`` (views of the gathered arrays, not copies).
+
+        Serving scores with this: its windows carry 30 minutes of look-back per asset, and turning all of it
+        asset-first every tick cost as much as the lag filter (:func:`to_model_windows` takes either layout).
+        """
         if length < 1 or max_gap < 0:
             raise ValueError("length must be >= 1 and max_gap >= 0")
         steps = length + max_gap
@@ -288,11 +301,7 @@ class BufferSet:
             end_bins = self._head[rows]
         values, observed = self._gather(rows, end_bins, steps)
         _fill_time_major(values, observed, max_gap)
-        return LatestWindows(
-            np.ascontiguousarray(values[max_gap:].transpose(1, 0, 2)),
-            np.ascontiguousarray(observed[max_gap:].transpose(1, 0, 2)),
-            end_bins * self.cadence_us,
-        )
+        return LatestWindows(values[max_gap:], observed[max_gap:], end_bins * self.cadence_us)
 
 
 def _fill_time_major(values: F64, observed: Bools, max_gap: int) -> None:
@@ -317,9 +326,16 @@ def fill_forward(values: F64, observed: Bools, max_gap: int) -> F64:
 
 
 def to_model_windows(
-    values: F64, observed: Bools, end_ts: I64, preprocessor: Preprocessor, spec: WindowSpec | None = None
+    values: F64,
+    observed: Bools,
+    end_ts: I64,
+    preprocessor: Preprocessor,
+    spec: WindowSpec | None = None,
+    *,
+    time_major: bool = False,
 ) -> Windows:
-    """What ``preprocessor.transform`` gives for each asset's latest window, from :meth:`BufferSet.latest`.
+    """What ``preprocessor.transform`` gives for each asset's latest window, from :meth:`BufferSet.latest`
+    (``(n, L, S)``) or, with ``time_major``, :meth:`BufferSet.latest_time_major` (``(L, n, S)``).
 
     ``values`` hold ``length + history_steps`` bins per asset (the window and its lag inputs' look-back). The
     windows' last ``length`` bins are laid end to end as one series and cut by :func:`make_windows` with stride
@@ -331,7 +347,10 @@ def to_model_windows(
     """
     spec = spec or preprocessor.spec
     stats = preprocessor.stats
-    n, steps_in, n_s = values.shape
+    if time_major:
+        steps_in, n, n_s = values.shape
+    else:
+        n, steps_in, n_s = values.shape
     history = spec.history_steps
     if steps_in != spec.length + history or n_s != len(preprocessor.sensors_) or observed.shape != values.shape:
         raise ValueError(
@@ -341,9 +360,15 @@ def to_model_windows(
     length = spec.length
     ts = np.asarray(end_ts, dtype=np.int64)[:, None] - spec.cadence_us * np.arange(steps_in - 1, -1, -1)[None, :]
     cut = replace(spec, stride=length, max_gap_steps=0, lag_s=0.0, daily=False)
+    if time_major:  # only the window's rows are needed asset-first
+        win_values = values[history:].transpose(1, 0, 2).reshape(n * length, n_s)
+        win_observed = observed[history:].transpose(1, 0, 2).reshape(n * length, n_s)
+    else:
+        win_values = values[:, history:].reshape(n * length, n_s)
+        win_observed = observed[:, history:].reshape(n * length, n_s)
     windows = make_windows(
-        values[:, history:].reshape(n * length, n_s),
-        observed[:, history:].reshape(n * length, n_s),
+        win_values,
+        win_observed,
         ts[:, history:].reshape(n * length),
         cut,
         center=stats.median,
@@ -354,15 +379,16 @@ def to_model_windows(
         return replace(windows, spec=spec)
     parts = []
     if spec.lag_s:  # over each asset's whole series, as in training; only the window's rows are needed
-        # Scaled straight into (asset, sensor, time) order, so the filter runs along contiguous rows, with NaN set
-        # to 0 in place: this array spans every asset's look-back, the bulk of a tick's memory traffic.
-        scaled = np.empty((n, n_s, steps_in))
-        np.subtract(values.transpose(0, 2, 1), stats.median[:, None], out=scaled)
-        scaled /= stats.scale[:, None]
+        # Scaled into time-first order (each step's (asset, sensor) block contiguous, what the lag filter's
+        # weighted sum and recursion read), with NaN set to 0 in place: this array spans every asset's
+        # look-back, the bulk of a tick's memory traffic.
+        scaled = np.empty((steps_in, n, n_s))
+        np.subtract(values if time_major else values.transpose(1, 0, 2), stats.median, out=scaled)
+        scaled /= stats.scale
         scaled[np.isnan(scaled)] = 0.0
-        lagged = lag_filter(scaled, spec.lag_steps, history, axis=2, last=length)
+        lagged = lag_filter(scaled, spec.lag_steps, history, axis=0, last=length)
         lagged[np.isnan(lagged)] = 0.0
-        parts.append(lagged.transpose(0, 2, 1))
+        parts.append(lagged.transpose(1, 0, 2))
     if spec.daily:
         parts.append(time_of_day(ts[:, history:]))
     X = np.concatenate([windows.X, *(p.astype(np.float32) for p in parts)], axis=2)

@@ -298,14 +298,14 @@ class Scorer:
         # Readings reach the store up to one ingest flush (plus one of our ticks) after they were taken, so the
         # newest window ends that much before now: otherwise its last bins would always look silent.
         lag_s = self.cfg.ingest.flush_interval_s + self.cfg.serve.interval_s
-        values, observed, end_ts = runtime.buffers.latest(
+        values, observed, end_ts = runtime.buffers.latest_time_major(
             assets, spec.length + spec.history_steps, spec.max_gap_steps, now_us=int((now - lag_s) * 1e6)
         )
-        windows = to_model_windows(values, observed, end_ts, model.preprocessor, spec)
+        windows = to_model_windows(values, observed, end_ts, model.preprocessor, spec, time_major=True)
         out = model.score(windows)
         # A window whose newest steps hold no reading at all (beyond the fill bound) says nothing about the
         # machine now: its score would describe filled-in medians. Treat it as invalid; health reports silence.
-        recent = observed[:, -(spec.max_gap_steps + 1) :, :].any(axis=(1, 2))
+        recent = observed[-(spec.max_gap_steps + 1) :].any(axis=(0, 2))  # time first
         valid = out.valid & recent
         contributions, expected = out.contributions.tolist(), out.expected.tolist()
         actuals, health = out.actual.tolist(), out.health.tolist()

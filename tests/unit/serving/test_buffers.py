@@ -223,6 +223,30 @@ def test_lag_and_daily_inputs_in_serving_equal_training_over_the_whole_history(s
         )
 
 
+@pytest.mark.parametrize("lag_s", [0.0, 6.0])
+def test_time_major_windows_equal_asset_major_ones(lag_s: float) -> None:
+    """Serving scores from :meth:`BufferSet.latest_time_major`; its windows are bitwise those of :meth:`latest`."""
+    rng = np.random.default_rng(7)
+    spec = WindowSpec(1.0, length=12, max_gap_steps=3, lag_s=lag_s, daily=bool(lag_s))
+    pre = fitted(spec, rng)
+    buffers = BufferSet(SENSORS, 1.0, capacity_for(spec))
+    buffers.add(long_frame([r for a in ("x", "y", "z") for r in random_readings(rng, a, 400, span_s=90)]))
+    steps = spec.length + spec.history_steps
+    now_us = T0 + 95_000_000
+    assets = ["x", "y", "z", "never-seen"]
+    flat = buffers.latest(assets, steps, spec.max_gap_steps, now_us=now_us)
+    tm = buffers.latest_time_major(assets, steps, spec.max_gap_steps, now_us=now_us)
+    assert tm.values.shape == (steps, 4, len(SENSORS))
+    np.testing.assert_array_equal(tm.values.transpose(1, 0, 2), flat.values)
+    np.testing.assert_array_equal(tm.observed.transpose(1, 0, 2), flat.observed)
+    want = to_model_windows(flat.values, flat.observed, flat.end_ts, pre)
+    got = to_model_windows(tm.values, tm.observed, tm.end_ts, pre, time_major=True)
+    np.testing.assert_array_equal(got.X, want.X)
+    np.testing.assert_array_equal(got.mask, want.mask)
+    np.testing.assert_array_equal(got.end_ts, want.end_ts)
+    np.testing.assert_array_equal(got.coverage, want.coverage)
+
+
 def test_to_model_windows_of_no_assets_is_empty() -> None:
     spec = WindowSpec(1.0, length=5)
     pre = fitted(spec, np.random.default_rng(0))
