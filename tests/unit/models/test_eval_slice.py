@@ -86,10 +86,13 @@ def test_skab_normal_runs_give_a_false_alarm_rate_without_labels(tmp_path: Path)
     assert s["normal_rows"] == 2 * (length - EvalConfig().skab_train_rows)
     assert s["normal_far"] == pytest.approx(100.0 * s["normal_alarms"] / s["normal_rows"])
     assert sum(s["normal_false_alarms_named"].values()) == s["normal_alarms"]
-    pieces = [k for k in result.per_file if k.startswith("anomaly-free/run.csv rows ")]
+    assert list(result.per_file) == ["valve1/0.csv"]  # per_file keeps the protocol's labelled files
+    pieces = list(s["normal_runs"])
     assert pieces == [f"anomaly-free/run.csv rows 0-{length}", f"anomaly-free/run.csv rows {length}-{2 * length}"]
     # The labelled file's figures are the protocol's alone: the normal runs add no TP/FP/FN/TN.
     assert s["tp"] + s["fp"] + s["fn"] + s["tn"] == result.per_file["valve1/0.csv"]["test_rows"]
+    report = write_report(result, tmp_path / "report", plots=False).read_text()
+    assert "## normal_runs" in report and f"| anomaly-free/run.csv rows 0-{length} |" in report
 
 
 @needs_smd
@@ -155,7 +158,8 @@ def test_tep_testing_runs_count_detection_from_the_onset_and_false_alarms_before
     fault = load_dat(TEP / "d01.dat")
     np.savetxt(data / "d01_te.dat", np.vstack([load_dat(TEP / "d00.dat")[:TE_FAULT_ONSET], fault]))
     result = run_dataset("tep", data, EvalConfig())
-    run = result.per_file["d01_te.dat"]
+    assert "d01_te.dat" not in result.per_file  # per_file keeps the protocol's files
+    run = result.summary["testing_runs"]["d01_te.dat"]
     first_window = EvalConfig().tep.window_length - 1  # rows before the first full window have no score
     assert run["scored_rows"] == fault.shape[0] and run["normal_rows"] == TE_FAULT_ONSET - first_window
     assert run["detection_rate"] >= 0.95
@@ -164,6 +168,8 @@ def test_tep_testing_runs_count_detection_from_the_onset_and_false_alarms_before
     assert result.summary["false_alarm_rate_te"] == run["false_alarm_rate_before_onset"]
     # The protocol's own figures do not change: fault files and the calibration run.
     assert result.summary["mean_detection_rate"] == result.per_file["d01.dat"]["detection_rate"]
+    report = write_report(result, tmp_path / "report", plots=False).read_text()
+    assert "## testing_runs" in report and "| d01_te.dat |" in report
     label = next(s.label for s in result.series if s.name == "d01_te.dat")
     assert label.sum() == fault.shape[0] and not label[:TE_FAULT_ONSET].any()
 

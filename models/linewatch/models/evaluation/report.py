@@ -44,6 +44,11 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def is_row_table(value: Any) -> bool:
+    """A summary value that is a table of its own (name -> row of figures), not one figure."""
+    return isinstance(value, dict) and bool(value) and all(isinstance(v, dict) for v in value.values())
+
+
 def _table(rows: dict[str, dict[str, Any]]) -> list[str]:
     if not rows:
         return []
@@ -65,13 +70,16 @@ def write_report(result: EvalResult, folder: Path, *, plots: bool = True) -> Pat
     """``folder/report.md`` (plus ``folder/plots/*.png``); returns the Markdown path."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = [f"# linewatch evaluate {result.dataset}", "", "## Summary", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in result.summary.items()]
+    sections = {k: v for k, v in result.summary.items() if is_row_table(v)}
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in result.summary.items() if k not in sections]
     if compared := comparison_rows(result.dataset, result.summary):
         lines += ["", "## Against published figures and the project's goals", ""]
         lines += ["| metric | linewatch | published / baseline | goal | met |", "|---|---|---|---|---|"]
         lines += [f"| {m} | {_fmt(v)} | {pub} | {goal} | {met} |" for m, v, pub, goal, met in compared]
     lines += ["", "## Configuration", "", "```json", json.dumps(result.config, indent=2), "```", ""]
     lines += ["## Per file", "", *_table(result.per_file), ""]
+    for key, rows in sections.items():  # runs beside the protocol's files (SKAB normal runs, TEP testing runs)
+        lines += [f"## {key}", "", *_table(rows), ""]
     images = _plots(result, folder / "plots") if plots else None
     if images is None:
         lines += ["(plots not drawn: matplotlib is not installed or plots are switched off)", ""]

@@ -146,7 +146,7 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
         if say:
             say(f"skab {name}: F1 {counts.f1:.3f} FAR {counts.far:.1f}% MAR {counts.mar:.1f}%")
     lengths = [v["test_rows"] + n_train for v in per_file.values()]
-    normal = _normal_runs(data, cfg, round(float(np.mean(lengths))), per_file, say)
+    normal = _normal_runs(data, cfg, round(float(np.mean(lengths))), say)
     summary = {
         "f1": pooled.f1,
         "far": pooled.far,
@@ -164,10 +164,13 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
     return EvalResult("skab", cfg.model_dump(mode="json"), summary, per_file, plots, attributions)
 
 
-def _normal_runs(
-    data: Path, cfg: EvalConfig, piece: int, per_file: dict[str, Any], say: Callable[[str], None] | None
-) -> dict[str, Any]:
-    """False alarms on unlabelled normal runs, cut into experiment-long pieces, each under the file protocol."""
+def _normal_runs(data: Path, cfg: EvalConfig, piece: int, say: Callable[[str], None] | None) -> dict[str, Any]:
+    """False alarms on unlabelled normal runs, cut into experiment-long pieces, each under the file protocol.
+
+    Summary keys, with the pieces as a table of their own (``normal_runs``): ``per_file`` keeps the protocol's
+    labelled files only, as the result format promises.
+    """
+    runs: dict[str, Any] = {}
     ds, n_train = cfg.skab, cfg.skab_train_rows
     n_fit = round(n_train * (1 - ds.holdout_fraction))
     alarms = rows = pieces = 0
@@ -184,7 +187,7 @@ def _normal_runs(
             named.update(blamed)
             alarms, rows, pieces = alarms + int(pred.sum()), rows + int(scores.scored.sum()), pieces + 1
             far = 100.0 * float(pred.sum()) / max(int(scores.scored.sum()), 1)
-            per_file[name] = {"far": far, "test_rows": int(pred.size), "false_alarms_named": blamed}
+            runs[name] = {"far": far, "test_rows": int(pred.size), "false_alarms_named": blamed}
             if say:
                 say(f"skab {name} (normal run): FAR {far:.1f}%")
     if not pieces:
@@ -195,4 +198,5 @@ def _normal_runs(
         "normal_rows": rows,
         "normal_pieces": pieces,
         "normal_false_alarms_named": dict(named.most_common()),
+        "normal_runs": runs,
     }

@@ -107,6 +107,7 @@ def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None 
         if say:
             say(f"tep {path.name}: detection rate {rate:.3f}")
     te_rates: dict[int, float] = {}
+    te_runs: dict[str, Any] = {}  # a table of its own: per_file keeps the protocol's files, as the format promises
     normal_alarms = normal_rows = 0
     for fault, path in find_test_runs(data).items():
         values = load_dat(path)
@@ -123,7 +124,7 @@ def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None 
         normal_rows += n_before
         contribution = scored.segment_contribution(TE_FAULT_ONSET, score.size)
         attributions.append(AttributionPlot(f"tep [fault {fault:02d}, testing run]", tuple(sensors), contribution, ()))
-        per_file[path.name] = {
+        te_runs[path.name] = {
             "fault": fault,
             "detection_rate": rate,
             "scored_rows": n,
@@ -142,6 +143,7 @@ def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None 
             "false_alarm_rate_te": normal_alarms / normal_rows if normal_rows else None,
             "te_faults_counted": len(te_counted),
             "mean_detection_rate_te_all": float(np.mean(list(te_rates.values()))),
+            "testing_runs": te_runs,
         }
         if te_rates
         else {}
