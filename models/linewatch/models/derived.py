@@ -35,7 +35,7 @@ def lag_filter(x: npt.ArrayLike, tau_steps: float, history: int, *, axis: int = 
     (``last`` up to :data:`_RECURSION_ROWS`: serving, every tick), the first of them as one weighted sum over
     its ``H + 1`` steps (a matrix-vector product) and the rest by the recursion
     ``y_t = (1-a) y_{t-1} + a x_t + c (1-a) (x_{t-H} - x_{t-H-1})``, so a tick reads each look-back once
-    instead of filtering all of it (20x faster for 1,000 assets x 8 sensors x 1,860 steps).
+    instead of filtering all of it (1,000 assets x 8 sensors x 1,860 steps, time first: 5 ms instead of 280 ms).
     """
     a = -math.expm1(-1.0 / tau_steps)
     if last is not None and min(last, np.shape(x)[axis]) <= _RECURSION_ROWS:
