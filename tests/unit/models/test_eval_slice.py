@@ -94,6 +94,14 @@ def test_skab_normal_runs_give_a_false_alarm_rate_without_labels(tmp_path: Path)
     report = write_report(result, tmp_path / "report", plots=False).read_text()
     assert "## normal_runs" in report and f"| anomaly-free/run.csv rows 0-{length} |" in report
 
+    # A normal run that cannot be trained on (every sensor flat) is reported as skipped, not an aborted benchmark.
+    header, first = lines[0], lines[1].split(";")
+    flat = ";".join([first[0], *("1.0" for _ in first[1:])]) + "\n"
+    (data / "anomaly-free" / "run.csv").write_text(header + flat * 2500, encoding="utf-8")
+    again = run_dataset("skab", data, EvalConfig())
+    assert again.summary["f1"] == s["f1"] and again.summary["normal_far"] is None
+    assert all("no usable sensor" in row["skipped"] for row in again.summary["normal_runs"].values())
+
 
 @needs_smd
 def test_smd_one_machine_truncated(tmp_path: Path) -> None:
@@ -148,7 +156,6 @@ def test_tep_testing_runs_count_detection_from_the_onset_and_false_alarms_before
     This copy of the data has no fault testing runs, so one is built from real rows: 160 normal rows of
     ``d00.dat`` then the 480 rows of fault 1, the easiest fault (every method detects it).
     """
-    from linewatch.models.evaluation import EvaluationError
     from linewatch.models.evaluation.tep import TE_FAULT_ONSET, load_dat
 
     data = tmp_path / "tep"
@@ -173,9 +180,14 @@ def test_tep_testing_runs_count_detection_from_the_onset_and_false_alarms_before
     label = next(s.label for s in result.series if s.name == "d01_te.dat")
     assert label.sum() == fault.shape[0] and not label[:TE_FAULT_ONSET].any()
 
+    # Testing runs are extras beside the protocol: a bad one is reported as skipped, the rest still count.
     np.savetxt(data / "d02_te.dat", fault[:TE_FAULT_ONSET])  # ends before its fault could start
-    with pytest.raises(EvaluationError, match=r"d02_te\.dat: 160 rows"):
-        run_dataset("tep", data, EvalConfig())
+    (data / "d04_te.dat").write_text("1.0 oops\n")
+    again = run_dataset("tep", data, EvalConfig())
+    runs = again.summary["testing_runs"]
+    assert runs["d02_te.dat"]["skipped"].startswith("d02_te.dat: 160 rows")
+    assert "skipped" in runs["d04_te.dat"] and runs["d01_te.dat"] == run
+    assert again.summary["mean_detection_rate_te"] == run["detection_rate"]
 
 
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:

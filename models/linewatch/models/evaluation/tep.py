@@ -110,11 +110,17 @@ def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None 
     te_runs: dict[str, Any] = {}  # a table of its own: per_file keeps the protocol's files, as the format promises
     normal_alarms = normal_rows = 0
     for fault, path in find_test_runs(data).items():
-        values = load_dat(path)
-        if values.shape[0] <= TE_FAULT_ONSET:
-            raise EvaluationError(
-                f"{path.name}: {values.shape[0]} rows; a testing run has its fault from row {TE_FAULT_ONSET}"
-            )
+        try:
+            values = load_dat(path)
+            if values.shape[0] <= TE_FAULT_ONSET:
+                raise EvaluationError(
+                    f"{path.name}: {values.shape[0]} rows; a testing run has its fault from row {TE_FAULT_ONSET}"
+                )
+        except (EvaluationError, ValueError) as exc:  # an extra beside the protocol: say why, keep its figures
+            te_runs[path.name] = {"fault": fault, "skipped": str(exc)}
+            if say:
+                say(f"tep {path.name}: skipped: {exc}")
+            continue
         scored = score_rows(fitted, values, None, CADENCE_S)
         score = scored.anomaly_score
         rate, n = _alarm_rate(score[TE_FAULT_ONSET:])
@@ -142,10 +148,10 @@ def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None 
             "mean_detection_rate_te": float(np.mean(te_counted)) if te_counted else None,
             "false_alarm_rate_te": normal_alarms / normal_rows if normal_rows else None,
             "te_faults_counted": len(te_counted),
-            "mean_detection_rate_te_all": float(np.mean(list(te_rates.values()))),
+            "mean_detection_rate_te_all": float(np.mean(list(te_rates.values()))) if te_rates else None,
             "testing_runs": te_runs,
         }
-        if te_rates
+        if te_runs
         else {}
     )
     summary = {
