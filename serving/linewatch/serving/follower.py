@@ -116,7 +116,9 @@ class StoreFollower:
         first_day = self._first_day()
         files: list[Path] = []
         for asset, watermark in self._watermarks.items():
-            where = self._where.get(asset) or self._where.setdefault(asset, AssetFiles.of(self.root, asset))
+            where = self._where.get(asset)
+            if where is None:
+                where = self._where[asset] = AssetFiles.of(self.root, asset)
             fresh, self._watermarks[asset] = new_files_since(
                 self.root, asset, watermark, first_day=first_day, slack_s=self._slack_s, where=where
             )

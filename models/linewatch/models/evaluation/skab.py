@@ -67,18 +67,22 @@ def find_normal_runs(data: Path) -> list[Path]:
     return out
 
 
+def _read(path: Path) -> tuple[pl.DataFrame, list[str], np.ndarray]:
+    """The frame of a SKAB CSV, its sensor columns (all but the index and labels) and their values (T, S)."""
+    frame = pl.read_csv(path, separator=";", infer_schema_length=10_000)
+    sensors = [c for c in frame.columns if c not in (*_LABELS, _INDEX)]
+    return frame, sensors, frame.select(pl.col(s).cast(pl.Float64) for s in sensors).to_numpy()
+
+
 def load_normal(path: Path) -> tuple[list[str], np.ndarray]:
     """``(sensors, values (T, S))`` of an unlabelled SKAB CSV."""
-    frame = pl.read_csv(path, separator=";", infer_schema_length=10_000)
-    sensors = [c for c in frame.columns if c != _INDEX]
-    return sensors, frame.select(pl.col(s).cast(pl.Float64) for s in sensors).to_numpy()
+    _, sensors, values = _read(path)
+    return sensors, values
 
 
 def load_file(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """``(sensors, values (T, S), anomaly (T,), changepoint (T,))`` of one SKAB CSV."""
-    frame = pl.read_csv(path, separator=";", infer_schema_length=10_000)
-    sensors = [c for c in frame.columns if c not in (*_LABELS, _INDEX)]
-    values = frame.select(pl.col(s).cast(pl.Float64) for s in sensors).to_numpy()
+    frame, sensors, values = _read(path)
     anomaly = frame["anomaly"].cast(pl.Float64).fill_null(0).to_numpy() > 0.5
     changepoint = frame["changepoint"].cast(pl.Float64).fill_null(0).to_numpy() > 0.5
     return sensors, values, anomaly, changepoint
@@ -191,8 +195,9 @@ def _normal_runs(data: Path, cfg: EvalConfig, piece: int, say: Callable[[str], N
             pred = scores.anomaly_score >= 1.0
             blamed = _named_by(scores.contributions[pred], sensors)
             named.update(blamed)
-            alarms, rows, pieces = alarms + int(pred.sum()), rows + int(scores.scored.sum()), pieces + 1
-            far = 100.0 * float(pred.sum()) / max(int(scores.scored.sum()), 1)
+            n_alarms, n_scored = int(pred.sum()), int(scores.scored.sum())
+            alarms, rows, pieces = alarms + n_alarms, rows + n_scored, pieces + 1
+            far = 100.0 * n_alarms / max(n_scored, 1)
             runs[name] = {"far": far, "test_rows": int(pred.size), "false_alarms_named": blamed}
             if say:
                 say(f"skab {name} (normal run): FAR {far:.1f}%")
