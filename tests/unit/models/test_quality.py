@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 
-from linewatch.models.quality import QualityReport, UsabilityRules, render_text, summarise, usable_sensors
+from linewatch.models.quality import (
+    QualityReport,
+    UsabilityRules,
+    render_text,
+    summarise,
+    unexplained_p,
+    unit_root_p,
+    usable_sensors,
+)
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -107,10 +115,56 @@ def test_a_wandering_level_is_excluded_with_its_reason() -> None:
     assert (report.sensors["walk"].unit_root_p or 0.0) > 0.05
     assert (report.sensors["noise"].unit_root_p or 1.0) < 0.01
     assert usable_sensors(report)[0] == ["noise", "walk"]  # reported, but the rule is opt-in
-    usable, excluded = usable_sensors(report, UsabilityRules(max_unit_root_p=0.05))
+    usable, excluded = usable_sensors(report, UsabilityRules(max_unit_root_p=0.05))  # nothing else explains it
     assert usable == ["noise"]
     assert excluded["walk"].startswith("level wanders like a random walk over the training data (ADF p = ")
     assert "adf p" in render_text(report, excluded).splitlines()[0]
+
+
+def test_a_wander_other_sensors_explain_is_kept_and_a_lone_one_is_not() -> None:
+    """Load-driven sensors wander together on a short span (kept: the model learns their relation); a level that
+    wanders on its own is left out. Partners are matched by asset and by time step."""
+    rng = np.random.default_rng(11)
+    n = 800
+    frames = []
+    for asset in "pq":
+        load = np.cumsum(rng.normal(size=n))  # a wandering load
+        series = {
+            "current": 2.0 * load + rng.normal(scale=0.3, size=n),
+            "flow": -0.5 * load + rng.normal(scale=0.3, size=n),
+            "thermo": np.cumsum(rng.normal(size=n)),  # a drift of its own
+            "vibration": rng.normal(size=n),  # does not wander: not a partner, not judged
+        }
+        rows = [(name, i, float(v)) for name, values in series.items() for i, v in enumerate(values)]
+        frames.append(long_frame(rows[::-1], asset))  # reverse order: alignment must not rely on row order
+    report = summarise(pl.concat(frames), 1.0)
+    q = report.sensors
+    assert all((q[s].unit_root_p or 0.0) > 0.05 for s in ("current", "flow", "thermo"))
+    explained = [q[s].unexplained_p for s in ("current", "flow")]
+    assert all(p is not None and p < 0.01 for p in explained), explained
+    assert (q["thermo"].unexplained_p or 0.0) > 0.05
+    assert q["vibration"].unexplained_p is None
+    usable, excluded = usable_sensors(report, UsabilityRules(max_unit_root_p=0.05))
+    assert usable == ["current", "flow", "vibration"]
+    assert "no other sensor explains it (Engle-Granger p = " in excluded["thermo"]
+    assert render_text(report, excluded).splitlines()[0].split()[9:12] == ["adf", "p", "alone"]
+    # Asset q's partners paired with asset p's target would explain nothing: each asset is judged on its own.
+    alone = summarise(frames[0], 1.0).sensors
+    assert alone["current"].unexplained_p is not None and alone["current"].unexplained_p < 0.01
+
+
+def test_unexplained_p_edge_cases() -> None:
+    rng = np.random.default_rng(12)
+    walk = np.cumsum(rng.normal(size=400))
+    assert unexplained_p(walk, np.zeros((400, 0))) == unit_root_p(walk)  # no partner: its own ADF p
+    assert unexplained_p(walk, np.ones((400, 1))) == unit_root_p(walk)  # a constant partner explains nothing
+    assert unexplained_p(walk[:20], walk[:20, None]) is None  # too short to test
+    assert unexplained_p(walk, 3.0 * walk[:, None]) == 0.0  # explained exactly
+    many = np.column_stack(
+        [walk + rng.normal(scale=0.1, size=400)] + [np.cumsum(rng.normal(size=400)) for _ in range(8)]
+    )
+    p = unexplained_p(walk, many)  # more partners than MacKinnon tabulated: still found
+    assert p is not None and p < 0.05
 
 
 def test_unit_root_is_judged_per_asset_and_pooled_by_median() -> None:
