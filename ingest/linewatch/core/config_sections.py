@@ -333,6 +333,16 @@ class TrainingConfig(_Section):
         None, description="Labels CSV (asset,start,end,kind,fault,sensors); labelled periods are not trained on."
     )
     seed: int = Field(0, description="Random seed; the same data and seed give the same model on one device.")
+    max_unit_root_p: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description=(
+            "Opt-in data-quality rule (0.05 turns it on): leave out a sensor whose level wanders like a random walk"
+            " over the training data and that no other sensor explains. Off by default: on a few hours of data it"
+            " also leaves out a bearing temperature that follows the day's warmth."
+        ),
+    )
 
 
 class AssetGroupConfig(_Section):

@@ -38,7 +38,7 @@ from linewatch.models.base import DETECTORS, make_detector
 from linewatch.models.bundle import write_bundle
 from linewatch.models.calibration import Calibrator
 from linewatch.models.model import Model
-from linewatch.models.quality import render_text, summarise, usable_sensors
+from linewatch.models.quality import UsabilityRules, render_text, summarise, usable_sensors
 from linewatch.models.registry import Registry
 from linewatch.models.windows import (
     Preprocessor,
@@ -215,7 +215,7 @@ def train_group(
         )
 
     report = summarise(readings, group.cadence_s)
-    usable, excluded = usable_sensors(report)
+    usable, excluded = usable_sensors(report, UsabilityRules(max_unit_root_p=group.training.max_unit_root_p))
     if group.sensors is not None:
         missing = [s for s in group.sensors if s not in usable]
         if missing:

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from linewatch.core.config import AssetGroupConfig, DetectorConfig
+from linewatch.core.config import AssetGroupConfig, DetectorConfig, TrainingConfig
 from linewatch.ingest.labels import FaultLabel
 from linewatch.ingest.records import Reading
 from linewatch.ingest.simulate import AssetSpec, Plant, PlantConfig
@@ -152,3 +152,20 @@ def test_a_detector_that_cannot_be_calibrated_is_a_training_error(
             root, AssetGroupConfig(name="pumps", assets=["pump-*"]), registry, labels=labels, say=lambda _: None
         )
     assert registry.versions("pumps") == []
+
+
+def test_the_wandering_level_rule_is_opt_in_per_group(
+    plant_store: tuple[Path, list[FaultLabel]], tmp_path: Path
+) -> None:
+    """Three simulated hours: the load-driven pump sensors wander with the load and explain each other, so they stay;
+    the bearing temperature also follows the day's warmth, which nothing else carries, and is left out with its
+    reason on the operator's terminal. Off by default (the test above trains on all six sensors)."""
+    root, labels = plant_store
+    group = AssetGroupConfig(
+        name="pumps", assets=["pump-*"], training=TrainingConfig(max_unit_root_p=0.05), detector=DetectorConfig()
+    )
+    said: list[str] = []
+    report = train_group(root, group, Registry(tmp_path / "models"), labels=labels, say=said.append)
+    assert "bearing_temp" in report.excluded and "no other sensor explains it" in report.excluded["bearing_temp"]
+    assert {"flow", "motor_current", "pressure", "speed"} <= set(report.sensors)
+    assert any("excluded bearing_temp: level wanders" in line for line in said), said
