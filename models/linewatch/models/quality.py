@@ -229,12 +229,13 @@ def _aligned(part: _Part, partners: list[_Part]) -> tuple[F64, F64]:
 def _unexplained(parts: Mapping[str, list[_Part]], report: dict[str, SensorQuality]) -> dict[str, SensorQuality]:
     """Add ``unexplained_p`` to every wandering sensor: its partners are the other wandering sensors, per asset."""
     wandering = [s for s, q in report.items() if q.unit_root_p is not None and q.unit_root_p > WANDER_P]
+    by_asset = {name: {part.asset: part for part in parts[name]} for name in wandering}
     out = dict(report)
     for sensor in wandering:
         ps = []
         for part in parts[sensor]:
-            partners = [o for name in wandering if name != sensor for o in parts[name] if o.asset == part.asset]
-            p = unexplained_p(*_aligned(part, [o for o in partners if o.bins.size]))
+            partners = [by_asset[name].get(part.asset) for name in wandering if name != sensor]
+            p = unexplained_p(*_aligned(part, [o for o in partners if o is not None and o.bins.size]))
             if p is not None:
                 ps.append(p)
         if ps:
