@@ -125,6 +125,9 @@ def test_good_bad_and_hostile_input(tmp_path: Path, mosquitto_factory: BrokerFac
         code, seconds = ingest.terminate()
         assert code == 0 and seconds < 10
         assert "ingest stopped (SIGTERM)" in ingest.log()
+        # Its own clean disconnect is news, not a broker problem: no warning for an admin to chase.
+        gone = [line for line in ingest.log().splitlines() if "disconnected from broker" in line]
+        assert gone and all("(stopping)" in line and "WARNING" not in line.upper() for line in gone), gone
     finally:
         ingest.cleanup()
 

@@ -70,6 +70,7 @@ class MqttSource:
         self._clock = clock or SystemClock()
         self._paused = threading.Event()
         self._connected = threading.Event()
+        self._stopping = threading.Event()  # our own disconnect: not a broker problem to warn about
         self._lock = threading.Lock()
         self.generation = 0
         self.availability_topic = ingest_cfg.availability_topic.replace("{client_id}", mqtt_cfg.client_id)
@@ -104,6 +105,7 @@ class MqttSource:
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self) -> None:
         """Connect in the background; paho retries with backoff until the broker answers."""
+        self._stopping.clear()
         props = None
         if self._v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -132,6 +134,7 @@ class MqttSource:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Mark this client offline and disconnect cleanly (so the last will is not sent)."""
+        self._stopping.set()
         if self._connected.is_set():
             info = self.client.publish(self.availability_topic, b"offline", qos=1, retain=True)
             try:
@@ -198,7 +201,9 @@ class MqttSource:
             was_connected = self._connected.is_set()
             self._connected.clear()
         self._metrics.connected.set(0)
-        if was_connected:
+        if was_connected and self._stopping.is_set():
+            log.info("disconnected from broker (stopping): %s", reason_code)
+        elif was_connected:
             self._metrics.disconnects.inc()
             log.warning("disconnected from broker: %s", reason_code)
 

@@ -260,7 +260,8 @@ def _serve(cfg: LinewatchConfig, live: Callable[[], Iterator[tuple[datetime, str
     )
     stop = StopEvent()
     ingest = IngestDaemon(serve_cfg, stop=stop)
-    threading.Thread(target=ingest.run, name="demo-ingest-live", daemon=True).start()
+    ingest_thread = threading.Thread(target=ingest.run, name="demo-ingest-live", daemon=True)
+    ingest_thread.start()
     mqtt = cfg.mqtt
     publisher = threading.Thread(
         target=publish_stream,
@@ -289,7 +290,10 @@ def _serve(cfg: LinewatchConfig, live: Callable[[], Iterator[tuple[datetime, str
     with urllib.request.urlopen(url, timeout=10) as resp:
         page = resp.read().decode()
     stop.set("demo finished")
-    thread.join(15)
+    # Every client leaves before the private broker stops, so the live publisher does not log a broker
+    # disconnect (with "messages will be resent") as the demo's last line.
+    for worker in (thread, publisher, ingest_thread):
+        worker.join(15)
     wanted = ("linewatch_failure_risk{", "linewatch_anomaly_score{", "linewatch_alert_active{", "linewatch_model_info{")
     console.print(
         f"[bold]7. serve[/bold]: the plant keeps running live; serve scores every asset each second. "
