@@ -171,7 +171,8 @@ def unit_root_p(values: npt.ArrayLike) -> float | None:
         return None
 
 
-#: A level counts as wandering, and as a partner that may explain another sensor's wander, at the usual 5 % level.
+#: A level counts as wandering, and as a partner that may explain another sensor's wander, above this ADF p-value
+#: (the usual 5 % level; :func:`summarise` takes the rule's own level when it differs).
 WANDER_P = 0.05
 #: MacKinnon's cointegration p-values are tabulated for up to 6 series (the target and 5 partners).
 EG_MAX_SERIES = 6
@@ -226,9 +227,11 @@ def _aligned(part: _Part, partners: list[_Part]) -> tuple[F64, F64]:
     return target, np.column_stack(cols) if cols else np.zeros((common.size, 0))
 
 
-def _unexplained(parts: Mapping[str, list[_Part]], report: dict[str, SensorQuality]) -> dict[str, SensorQuality]:
+def _unexplained(
+    parts: Mapping[str, list[_Part]], report: dict[str, SensorQuality], wander_p: float
+) -> dict[str, SensorQuality]:
     """Add ``unexplained_p`` to every wandering sensor: its partners are the other wandering sensors, per asset."""
-    wandering = [s for s, q in report.items() if q.unit_root_p is not None and q.unit_root_p > WANDER_P]
+    wandering = [s for s, q in report.items() if q.unit_root_p is not None and q.unit_root_p > wander_p]
     by_asset = {name: {part.asset: part for part in parts[name]} for name in wandering}
     out = dict(report)
     for sensor in wandering:
@@ -313,7 +316,12 @@ def _parts_long(frame: pl.DataFrame, cadence_us: int) -> tuple[dict[str, list[_P
 
 
 def summarise(
-    frame: pl.DataFrame, cadence_s: float, *, limits: Limits | None = None, flat_run: int = 10
+    frame: pl.DataFrame,
+    cadence_s: float,
+    *,
+    limits: Limits | None = None,
+    flat_run: int = 10,
+    wander_p: float | None = None,
 ) -> QualityReport:
     """Quality of every sensor in ``frame``, either long readings (``ts, [asset,] sensor, value``) or a wide
     frame (``ts``, a column per sensor, optional ``<sensor>:observed``).
@@ -321,8 +329,11 @@ def summarise(
     Long readings are binned to ``cadence_s``; each asset's expected steps run from its first to its last bin,
     so a sensor that started late or stopped early shows low coverage. Several assets are pooled per sensor.
     ``limits`` maps sensors to physical (low, high) limits; ``flat_run`` is the run length (steps) of an
-    unchanged value that counts as flat-lined.
+    unchanged value that counts as flat-lined. ``wander_p`` (default :data:`WANDER_P`): the ADF p-value above which
+    a level counts as wandering and gets ``unexplained_p``; pass the usability rule's ``max_unit_root_p`` so that
+    every sensor the rule judges has it.
     """
+    wander = WANDER_P if wander_p is None else wander_p
     if cadence_s <= 0 or flat_run < 2:
         raise ValueError("cadence_s must be positive and flat_run >= 2")
     cadence_us = round(cadence_s * 1e6)
@@ -333,7 +344,7 @@ def summarise(
         raws = {s: np.asarray(v, dtype=np.float64) for s, v in raw_by_sensor.iter_rows()}
         for sensor, sensor_parts in parts.items():
             report[sensor] = _summarise_sensor(sensor, sensor_parts, raws[sensor], duplicates[sensor], flat_run, limits)
-        return QualityReport(cadence_s, flat_run, _unexplained(parts, report))
+        return QualityReport(cadence_s, flat_run, _unexplained(parts, report, wander))
     sensors = [c for c in frame.columns if c != "ts" and not c.endswith(OBSERVED_SUFFIX)]
     wide_parts: dict[str, list[_Part]] = {}
     for sensor in sensors:
@@ -344,7 +355,7 @@ def summarise(
         rows = np.flatnonzero(observed).astype(np.int64)
         wide_parts[sensor] = [_Part(rows, values[rows], 0, frame.height - 1)]
         report[sensor] = _summarise_sensor(sensor, wide_parts[sensor], values[rows], 0, flat_run, limits)
-    return QualityReport(cadence_s, flat_run, _unexplained(wide_parts, report))
+    return QualityReport(cadence_s, flat_run, _unexplained(wide_parts, report, wander))
 
 
 def usable_sensors(report: QualityReport, rules: UsabilityRules | None = None) -> tuple[list[str], dict[str, str]]:
@@ -365,7 +376,8 @@ def usable_sensors(report: QualityReport, rules: UsabilityRules | None = None) -
         if q.distinct < r.min_distinct or (q.std is not None and q.std <= 1e-12 * max(1.0, abs(q.mean or 0.0))):
             reasons.append("zero variance")
         if r.max_unit_root_p is not None and q.unit_root_p is not None and q.unit_root_p > r.max_unit_root_p:
-            alone = q.unit_root_p if q.unexplained_p is None else q.unexplained_p  # reports before the refinement
+            # No unexplained_p: a report saved before it existed, or summarised at a higher wander level.
+            alone = q.unit_root_p if q.unexplained_p is None else q.unexplained_p
             if alone > r.max_unit_root_p:
                 reasons.append(
                     f"level wanders like a random walk over the training data (ADF p = {q.unit_root_p:.2f}) and"

@@ -214,8 +214,9 @@ def train_group(
             "of history"
         )
 
-    report = summarise(readings, group.cadence_s)
-    usable, excluded = usable_sensors(report, UsabilityRules(max_unit_root_p=group.training.max_unit_root_p))
+    rules = UsabilityRules(max_unit_root_p=group.training.max_unit_root_p)
+    report = summarise(readings, group.cadence_s, wander_p=rules.max_unit_root_p)
+    usable, excluded = usable_sensors(report, rules)
     if group.sensors is not None:
         missing = [s for s in group.sensors if s not in usable]
         if missing:

@@ -148,6 +148,13 @@ def test_a_wander_other_sensors_explain_is_kept_and_a_lone_one_is_not() -> None:
     assert usable == ["current", "flow", "vibration"]
     assert "no other sensor explains it (Engle-Granger p = " in excluded["thermo"]
     assert render_text(report, excluded).splitlines()[0].split()[9:12] == ["adf", "p", "alone"]
+    # The wander level follows the rule's: a sensor at or below it is not judged, nor anyone's partner.
+    level = q["current"].unit_root_p
+    assert level is not None
+    raised = summarise(pl.concat(frames), 1.0, wander_p=level).sensors
+    assert raised["current"].unexplained_p is None
+    for name in ("flow", "thermo"):
+        assert (raised[name].unexplained_p is None) == ((q[name].unit_root_p or 0.0) <= level)
     # Asset q's partners paired with asset p's target would explain nothing: each asset is judged on its own.
     alone = summarise(frames[0], 1.0).sensors
     assert alone["current"].unexplained_p is not None and alone["current"].unexplained_p < 0.01

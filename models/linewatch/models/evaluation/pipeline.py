@@ -101,7 +101,7 @@ def fit_model(
     fit_wide = wide_frame(fit_all, sensors, cadence_s)
     if cfg.quality_filter:
         rules = UsabilityRules(max_unit_root_p=cfg.max_unit_root_p)
-        usable, excluded = usable_sensors(summarise(fit_wide, cadence_s), rules)
+        usable, excluded = usable_sensors(summarise(fit_wide, cadence_s, wander_p=rules.max_unit_root_p), rules)
         used = [s for s in sensors if s in set(usable)]
     else:
         used, excluded = list(sensors), {}
