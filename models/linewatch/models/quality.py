@@ -153,15 +153,24 @@ ADF_MAX_POINTS = 5000
 ADF_MIN_POINTS = 50
 
 
+def _thinning(n: int) -> int:
+    """Step that thins ``n`` points to at most :data:`ADF_MAX_POINTS` (1: keep all)."""
+    return max(1, int(np.ceil(n / ADF_MAX_POINTS)))
+
+
+def _moves(values: F64) -> npt.NDArray[np.bool_]:
+    """Whether a series (or each column) moves beyond rounding: a constant one has nothing to test."""
+    return np.asarray(np.ptp(values, axis=0) > 1e-12 * np.maximum(1.0, np.abs(values).max(axis=0, initial=0.0)))
+
+
 def unit_root_p(values: npt.ArrayLike) -> float | None:
     """Augmented Dickey-Fuller p-value of one series (None when too short or constant to test)."""
     from statsmodels.tsa.stattools import adfuller  # heavy import, only when quality is summarised
 
     x = np.asarray(values, dtype=np.float64)
     x = x[np.isfinite(x)]
-    if x.size > ADF_MAX_POINTS:
-        x = x[:: int(np.ceil(x.size / ADF_MAX_POINTS))]
-    if x.size < ADF_MIN_POINTS or float(np.ptp(x)) <= 1e-12 * max(1.0, float(np.abs(x).max())):
+    x = x[:: _thinning(x.size)]
+    if x.size < ADF_MIN_POINTS or not _moves(x):
         return None
     try:
         with warnings.catch_warnings():  # statsmodels 0.15 announces a result-object change; index 1 stays the p
@@ -195,13 +204,12 @@ def unexplained_p(target: npt.ArrayLike, partners: npt.ArrayLike) -> float | Non
     X = np.asarray(partners, dtype=np.float64).reshape(y.size, -1)
     ok = np.isfinite(y) & np.isfinite(X).all(axis=1)
     y, X = y[ok], X[ok]
-    X = X[:, np.ptp(X, axis=0) > 1e-12 * np.maximum(1.0, np.abs(X).max(axis=0, initial=0.0))]
+    X = X[:, _moves(X)] if X.size else X
     if X.shape[1] == 0:
         return unit_root_p(y)  # nothing else wanders: nothing explains it
-    if y.size > ADF_MAX_POINTS:
-        step = int(np.ceil(y.size / ADF_MAX_POINTS))
-        y, X = y[::step], X[::step]
-    if y.size < ADF_MIN_POINTS or float(np.ptp(y)) <= 1e-12 * max(1.0, float(np.abs(y).max())):
+    step = _thinning(y.size)
+    y, X = y[::step], X[::step]
+    if y.size < ADF_MIN_POINTS or not _moves(y):
         return None
     design = np.column_stack([np.ones(y.size), X])
     coef, *_ = np.linalg.lstsq(design, y, rcond=None)
