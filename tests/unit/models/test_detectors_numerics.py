@@ -128,6 +128,32 @@ def test_pca_deviation_attribution_names_the_sensor_that_moved_and_round_trips()
     np.testing.assert_array_equal(again.contributions(faulty), shares)
 
 
+def test_pca_movement_attribution_names_the_sensor_that_jumps_not_the_one_offset() -> None:
+    """Three sensors driven by one slow load. In the scored windows sensor 0 sits at a steady offset far outside
+    its range and sensor 2 jumps within the window. Movement names sensor 2 (decomposition names the offset
+    sensor 0); a window where nothing moves gets uniform shares however far off it is; state round-trips."""
+    rng = np.random.default_rng(6)
+    # A slow load: each window at its own level, drifting a little within it (a machine between load changes).
+    load = rng.normal(size=(80, 1, 1)) + np.cumsum(rng.normal(scale=0.05, size=(80, 12, 1)), axis=1)
+    X = (load * [1.0, 0.9, 0.8] + 0.05 * rng.normal(size=(80, 12, 3))).astype(np.float32)
+    faulty = X[:5].copy()
+    faulty[:, :, 0] += 8.0
+    faulty[:, -4:, 2] += 2.0
+    decomposition = PcaT2Q(score_steps=4).fit(X)
+    movement = PcaT2Q(score_steps=4, attribution="movement").fit(X)
+    np.testing.assert_array_equal(movement.decision_function(faulty), decomposition.decision_function(faulty))
+    assert (decomposition.contributions(faulty).argmax(axis=1) == 0).all()
+    shares = movement.contributions(faulty)
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0)
+    assert (shares.argmax(axis=1) == 2).all() and (shares[:, 2] > 0.8).all()
+    steady = np.repeat(X[:5, -1:, :], 12, axis=1) + np.float32(5.0)  # far off, but not moving: nothing to name
+    np.testing.assert_allclose(movement.contributions(steady), 1.0 / 3)
+    tensors, meta = movement.get_state()
+    again = PcaT2Q.from_state(movement.config(), tensors, meta)
+    assert again.attribution == "movement"
+    np.testing.assert_array_equal(again.contributions(faulty), shares)
+
+
 def test_pca_sensor_limits_find_a_break_that_q_dilutes_and_round_trip() -> None:
     """Forty sensors, five of them tight copies of one load and the rest independent noise (many residual
     directions): one tight sensor leaving its partners by a small step is lost in Q, which sums every sensor's

@@ -22,6 +22,12 @@ The two answer different questions: a sensor that stays in its usual range but n
 partners is found only by the decomposition, while the decomposition smears a large excursion over every sensor
 correlated with it (its residual ``C z`` is spread along the column of ``C``), so the sensor that actually moved
 may rank below its partners. Measured on SMD's labelled root causes (see the issue notes), not shipped as default.
+``"movement"`` gives each sensor its variance over the window's steps in units of its training spread: "which
+sensors are moving unusually right now". A sensor that sits at an unusual but steady level gets nothing, so it
+names the sensors that jump at an incident rather than those that sit in another regime than training (on SMD's
+servers both decomposition and deviation keep naming offset sensors over a whole segment). It is blind to a
+steady offset and to a slow drift (the health checks name drifting and stuck sensors first, before any share),
+and during a long steady fault its shares fall back towards noise; an option, measured in the README.
 
 Time awareness (``slope_steps``): one step's sensor vector cannot tell a bearing that is hot because the load
 was high ten minutes ago from one that is hot for no reason: temperature follows load through a first-order
@@ -88,7 +94,7 @@ from linewatch.models.base import (
 
 _EPS = 1e-12
 _CONTEXT = "context."  # prefix of the context model's tensors
-ATTRIBUTIONS = ("decomposition", "deviation")
+ATTRIBUTIONS = ("decomposition", "deviation", "movement")
 
 
 def select_components(eigenvalues: npt.NDArray[np.float64], variance: float, n_sensors: int) -> int:
@@ -352,6 +358,13 @@ class PcaT2Q(Detector):
                 raise NotFittedError(f"{type(self).__name__} is not fitted")
             squared = self._fold(self._standardised(X) ** 2, self._sensor_count(X.shape[2]))
             return np.asarray(squared.mean(axis=1), dtype=np.float64)
+        if self.attribution == "movement":
+            if self.scale_ is None:
+                raise NotFittedError(f"{type(self).__name__} is not fitted")
+            n_sensors = self._sensor_count(X.shape[2])  # the level coordinates come first, then any slopes
+            values = X[:, :, :n_sensors].astype(np.float64)
+            moves = (values - values[:, :1, :]) / self.scale_[:n_sensors]  # from the first step: a still sensor is 0
+            return np.asarray(moves.var(axis=1), dtype=np.float64)
         contrib, _ = self._parts(X)
         return np.asarray(contrib.mean(axis=1), dtype=np.float64)
 
