@@ -198,3 +198,23 @@ def test_segment_contribution_weighs_shares_by_score_and_skips_unscored_rows() -
     )
     np.testing.assert_allclose(scores.segment_contribution(0, 3), [2.5, 0.5])  # row 3 is outside the segment
     np.testing.assert_allclose(scores.segment_contribution(1, 2), [0.0, 0.0])  # only an unscored row
+
+
+def test_tep_root_cause_hits_and_their_random_expectation_by_hand() -> None:
+    """Fault 6 (A feed loss) has two documented variables, XMEAS(1) and XMV(3); fault 2 has none."""
+    from linewatch.models.evaluation.tep import random_root_cause_hits, root_cause_hits, sensor_names
+
+    names = sensor_names()
+    c = np.zeros(len(names))
+    c[names.index("XMEAS(9)")], c[names.index("XMV(3)")], c[names.index("XMEAS(7)")] = 3.0, 2.0, 1.0
+    assert root_cause_hits(c, names, 6) == (False, True)  # second of three
+    c[names.index("XMV(3)")] = 5.0
+    assert root_cause_hits(c, names, 6) == (True, True)
+    c[names.index("XMV(3)")] = 0.5
+    c[names.index("XMEAS(2)")] = 0.7  # pushes XMV(3) to fourth place: not named
+    assert root_cause_hits(c, names, 6) == (False, False)
+    assert root_cause_hits(c, names, 2) is None
+    assert root_cause_hits(np.zeros(len(names)), names, 6) == (False, False)  # nothing contributes: nobody named
+    top1, top3 = random_root_cause_hits(52, 6)
+    assert top1 == pytest.approx(2 / 52)
+    assert top3 == pytest.approx(1 - (50 * 49 * 48) / (52 * 51 * 50))  # 1 - P(all three miss both)

@@ -173,6 +173,9 @@ def test_tep_testing_runs_count_detection_from_the_onset_and_false_alarms_before
     assert run["false_alarm_rate_before_onset"] <= 0.05
     assert result.summary["mean_detection_rate_te"] == run["detection_rate"]
     assert result.summary["false_alarm_rate_te"] == run["false_alarm_rate_before_onset"]
+    # Fault 1's documented root cause (the A feed loop, or stream 4's) is named in both runs of it.
+    assert result.per_file["d01.dat"]["root_cause_top3"] is True and run["root_cause_top3"] is True
+    assert result.summary["root_cause_faults"] == 1 and result.summary["root_cause_top3_te"] == 1.0
     # The protocol's own figures do not change: fault files and the calibration run.
     assert result.summary["mean_detection_rate"] == result.per_file["d01.dat"]["detection_rate"]
     report = write_report(result, tmp_path / "report", plots=False).read_text()

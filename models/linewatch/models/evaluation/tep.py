@@ -14,10 +14,20 @@ threshold, and reported apart: its detection rate on the rows from the onset, an
 normal rows before it. Pooled over the files, those normal rows give an out-of-sample false-alarm rate, which
 ``d00_te.dat`` cannot (the protocol calibrates on it). Each run is scored from its first row, so the rows just
 after the onset have windows that reach back into normal operation, as on a plant.
+
+Root causes: TEP has no per-sensor labels, but eight of its detectable disturbances enter the process at one
+control loop (Downs & Vogel 1993, Table 8): the A feed (faults 1 and 6; fault 1 through stream 4, whose loop is
+counted too), the reactor cooling water (4, 11, 14), the condenser cooling water (5, 12) and the C header (7).
+:data:`ROOT_CAUSE_VARIABLES` lists each loop's variables: its manipulated flow, the variable it controls and the
+coolant's outlet temperature where one is measured. A fault counts as *named* where one of them is among the
+three variables that contribute most over the fault file (``root_cause_top3``, and ``root_cause_top1`` for the
+first alone), beside a random ranking's expectation. It checks attribution on a process plant's faults, which
+SMD's servers cannot: a ranking chosen on SMD's labels is blind here.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable
@@ -37,6 +47,21 @@ _FAULT = re.compile(r"^d(\d\d)\.dat$")
 _TEST_RUN = re.compile(r"^d(\d\d)_te\.dat$")
 #: Row at which the fault starts in a Braatz testing run ``dNN_te.dat``: 8 h of normal operation at 3 min.
 TE_FAULT_ONSET = 160
+_A_FEED = ("XMEAS(1)", "XMV(3)")
+_REACTOR_CW = ("XMV(10)", "XMEAS(9)", "XMEAS(21)")
+_CONDENSER_CW = ("XMV(11)", "XMEAS(11)", "XMEAS(22)")
+_STREAM_4 = ("XMEAS(4)", "XMV(4)")
+#: The variables of the control loop where each single-entry disturbance enters (see the module docstring).
+ROOT_CAUSE_VARIABLES: dict[int, tuple[str, ...]] = {
+    1: _A_FEED + _STREAM_4,  # A/C feed ratio of stream 4: the A feed loop makes up the A
+    4: _REACTOR_CW,  # reactor cooling water inlet temperature, step
+    5: _CONDENSER_CW,  # condenser cooling water inlet temperature, step
+    6: _A_FEED,  # A feed loss
+    7: _STREAM_4,  # C header pressure loss: less of stream 4
+    11: _REACTOR_CW,  # reactor cooling water inlet temperature, random variation
+    12: _CONDENSER_CW,  # condenser cooling water inlet temperature, random variation
+    14: _REACTOR_CW,  # reactor cooling water valve sticking
+}
 
 
 def sensor_names() -> list[str]:
@@ -51,6 +76,22 @@ def load_dat(path: Path) -> np.ndarray:
     if arr.shape[1] != N_VARS:
         raise EvaluationError(f"{path.name}: expected {N_VARS} columns, got shape {arr.shape}")
     return arr
+
+
+def root_cause_hits(contribution: np.ndarray, sensors: list[str], fault: int) -> tuple[bool, bool] | None:
+    """(first named is a root-cause variable, one is among the first three) for a fault with documented root
+    causes; None for the others. Sensors that contribute nothing are never named."""
+    truth = ROOT_CAUSE_VARIABLES.get(fault)
+    if truth is None:
+        return None
+    named = top_sensors(contribution, sensors, 3)
+    return bool(named) and named[0] in truth, any(n in truth for n in named)
+
+
+def random_root_cause_hits(n_sensors: int, fault: int) -> tuple[float, float]:
+    """What a random ranking of ``n_sensors`` scores on :func:`root_cause_hits`, in expectation."""
+    k = len(ROOT_CAUSE_VARIABLES[fault])
+    return k / n_sensors, 1.0 - math.comb(n_sensors - k, 3) / math.comb(n_sensors, 3)
 
 
 def find_faults(data: Path) -> dict[int, Path]:
@@ -88,6 +129,9 @@ def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None 
     series = [SeriesPlot("d00_te.dat", te_scores, np.zeros(te_scores.size, dtype=bool), 1.0)]
     per_file: dict[str, Any] = {"d00_te.dat": {"false_alarm_rate": far, "scored_rows": n_te}}
     rates: dict[int, float] = {}
+    hits: list[tuple[bool, bool]] = []
+    random_hits: list[tuple[float, float]] = []
+    used = len(sensors) - len(fitted.excluded)  # a left-out sensor is never named
     attributions: list[AttributionPlot] = []
     for fault, path in find_faults(data).items():
         scored = score_rows(fitted, load_dat(path), None, CADENCE_S)
@@ -103,10 +147,15 @@ def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None 
             "scored_rows": n,
             "named": top_sensors(contribution, sensors),
         }
+        if (hit := root_cause_hits(contribution, sensors, fault)) is not None:
+            hits.append(hit)
+            random_hits.append(random_root_cause_hits(used, fault))
+            per_file[path.name]["root_cause_top3"] = hit[1]
         series.append(SeriesPlot(path.name, score, np.isfinite(score), 1.0))
         if say:
             say(f"tep {path.name}: detection rate {rate:.3f}")
     te_rates: dict[int, float] = {}
+    te_hits: list[bool] = []
     te_runs: dict[str, Any] = {}  # a table of its own: per_file keeps the protocol's files, as the format promises
     normal_alarms = normal_rows = 0
     for fault, path in find_test_runs(data).items():
@@ -138,6 +187,9 @@ def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None 
             "normal_rows": n_before,
             "named": top_sensors(contribution, sensors),
         }
+        if (hit := root_cause_hits(contribution, sensors, fault)) is not None:
+            te_hits.append(hit[1])
+            te_runs[path.name]["root_cause_top3"] = hit[1]
         series.append(SeriesPlot(path.name, score, np.arange(score.size) >= TE_FAULT_ONSET, 1.0))
         if say:
             say(f"tep {path.name}: detection rate {rate:.3f} from row {TE_FAULT_ONSET}, {before:.1%} alarms before")
@@ -149,6 +201,7 @@ def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None 
             "false_alarm_rate_te": normal_alarms / normal_rows if normal_rows else None,
             "te_faults_counted": len(te_counted),
             "mean_detection_rate_te_all": float(np.mean(list(te_rates.values()))) if te_rates else None,
+            "root_cause_top3_te": float(np.mean(te_hits)) if te_hits else None,
             "testing_runs": te_runs,
         }
         if te_runs
@@ -159,6 +212,11 @@ def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None 
         "false_alarm_rate": far,
         "faults_counted": len(counted),
         "mean_detection_rate_all": float(np.mean(list(rates.values()))) if rates else None,
+        "root_cause_faults": len(hits),
+        "root_cause_top1": float(np.mean([h[0] for h in hits])) if hits else None,
+        "root_cause_top3": float(np.mean([h[1] for h in hits])) if hits else None,
+        "root_cause_top1_random": float(np.mean([r[0] for r in random_hits])) if hits else None,
+        "root_cause_top3_random": float(np.mean([r[1] for r in random_hits])) if hits else None,
         **testing_runs,
         "threshold": fitted.model.calibrator.threshold,
         "excluded_sensors": fitted.excluded,
