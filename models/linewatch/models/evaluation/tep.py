@@ -16,8 +16,9 @@ normal rows before it. Pooled over the files, those normal rows give an out-of-s
 after the onset have windows that reach back into normal operation, as on a plant.
 
 Root causes: TEP has no per-sensor labels, but eight of its detectable disturbances enter the process at one
-control loop (Downs & Vogel 1993, Table 8): the A feed (faults 1 and 6; fault 1 through stream 4, whose loop is
-counted too), the reactor cooling water (4, 11, 14), the condenser cooling water (5, 12) and the C header (7).
+control loop (Downs & Vogel 1993, disturbances IDV(1)-IDV(20)): the A feed (faults 1 and 6; fault 1 through
+stream 4, whose loop is counted too), the reactor cooling water (4, 11, 14), the condenser cooling water (5, 12)
+and the C header (7).
 :data:`ROOT_CAUSE_VARIABLES` lists each loop's variables: its manipulated flow, the variable it controls and the
 coolant's outlet temperature where one is measured. A fault counts as *named* where one of them is among the
 three variables that contribute most over the fault file (``root_cause_top3``, and ``root_cause_top1`` for the
