@@ -12,6 +12,14 @@ then; on the simulated plant such a block scored far calmer than the rest of the
 0.67 of the threshold held out vs 1.26 on the following days), the threshold came out too low and the
 false-alert rate was ~20x the budget. Interleaved blocks cover the daily pattern and the spread of loads, and
 the newest data is still held out.
+
+Adapting (``adapt_from``): a new machine or site rarely has the days of normal history a model needs, but a
+sibling's model already knows how its sensors move together. Adapting keeps that model's window layout,
+detector (weights, components, learned relations) and alarm threshold, and relearns from the new group's data
+only what differs between machines of one type: each sensor's level and spread (the spread never narrower than
+the source's scaled by the machines' size ratio) and the sensor-health ranges. The threshold is raised, never
+lowered, when the new group's held-out data asks for a higher one: hours of data do not show the score tail an
+extreme quantile needs. See :mod:`linewatch.models.adapt`.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from linewatch.core.config import AssetGroupConfig
 from linewatch.ingest.labels import FaultLabel
 from linewatch.ingest.reader import list_assets, scan_readings, to_wide
 from linewatch.models import detectors as _detectors  # noqa: F401  (registers every detector)
+from linewatch.models.adapt import adapted_calibration, adapted_scaling
 from linewatch.models.base import DETECTORS, make_detector
 from linewatch.models.bundle import write_bundle
 from linewatch.models.calibration import Calibrator
@@ -184,8 +193,13 @@ def train_group(
     end: datetime | None = None,
     promote: str = "if_better",
     say: Say | None = None,
+    adapt_from: Model | None = None,
 ) -> TrainReport:
-    """Train, bundle and register a model for one asset group; promote per ``promote`` (if_better/always/never)."""
+    """Train, bundle and register a model for one asset group; promote per ``promote`` (if_better/always/never).
+
+    With ``adapt_from``, the detector, window layout and threshold come from that model and only scaling and
+    health ranges are learned here (the threshold may rise; see the module docstring).
+    """
     emit = say or (lambda text: log.info("%s", text))
     assets = select_assets(list_assets(root), group.assets)
     if not assets:
@@ -200,15 +214,20 @@ def train_group(
         readings = readings.filter(pl.col("ts") >= newest - timedelta(days=group.training.days))
     emit(f"group {group.name}: {readings.height:,} readings of {len(assets)} assets ({', '.join(assets)})")
     span_s = training_span_s(readings)
-    if span_s < ADVISED_TRAINING_S:
+    if adapt_from is not None:
+        emit(
+            f"adapting model {adapt_from.group}/{adapt_from.version} ({adapt_from.detector.name}): its detector and "
+            f"threshold are kept; sensor levels and spreads are learned from {span_s / 3600:.1f} h of this group"
+        )
+    elif span_s < ADVISED_TRAINING_S:
         emit(
             f"warning: group {group.name}: the training data spans {span_s / 3600:.1f} h, less than the advised "
             f"{ADVISED_TRAINING_S / 86400:.0f} days; expect more false alarms than the budget until it is retrained "
             "on more history"
         )
-    spec = window_spec(group, span_s)
+    spec = window_spec(group, span_s) if adapt_from is None else adapt_from.preprocessor.spec
     wanted = (group.window.lag_s or group.window.daily) and _takes_inputs(group.detector.name)
-    if wanted and span_s < SLOW_INPUTS_MIN_SPAN_S:
+    if adapt_from is None and wanted and span_s < SLOW_INPUTS_MIN_SPAN_S:
         emit(
             f"group {group.name}: no lag or time-of-day inputs: they need {SLOW_INPUTS_MIN_SPAN_S / 86400:.0f} days "
             "of history"
@@ -217,7 +236,16 @@ def train_group(
     rules = UsabilityRules(max_unit_root_p=group.training.max_unit_root_p)
     report = summarise(readings, group.cadence_s, wander_p=rules.max_unit_root_p)
     usable, excluded = usable_sensors(report, rules)
-    if group.sensors is not None:
+    if adapt_from is not None:
+        sensors = list(adapt_from.sensors)
+        missing = [s for s in sensors if s not in usable]
+        if missing:
+            why = "; ".join(f"{s}: {excluded.get(s, 'no readings')}" for s in missing)
+            raise TrainingError(
+                f"asset group {group.name!r} cannot adapt {adapt_from.group}/{adapt_from.version}: it needs "
+                f"sensors this group lacks or cannot use ({why})"
+            )
+    elif group.sensors is not None:
         missing = [s for s in group.sensors if s not in usable]
         if missing:
             raise TrainingError(f"configured sensors unusable or absent: {', '.join(missing)} ({excluded})")
@@ -244,6 +272,8 @@ def train_group(
         [in_labels(f["ts"].to_numpy(), labels, asset, spec.length * spec.cadence_s) for asset, f in own]
     )
     pre = Preprocessor(spec).fit(train_wide, sensors, exclude=exclude)
+    if adapt_from is not None:
+        pre = adapted_scaling(pre, adapt_from.preprocessor)
 
     train_parts, clean_parts = [], []
     for asset, frame in train_frames:
@@ -254,15 +284,20 @@ def train_group(
     train = concat_windows([w for w in train_parts if len(w)] or train_parts)
     if len(train) < 20:
         raise TrainingError(f"asset group {group.name!r}: only {len(train)} usable training windows (need 20)")
-    emit(f"training {group.detector.name} on {len(train):,} windows of {spec.length} steps x {len(sensors)} sensors")
-    params: dict[str, Any] = dict(group.detector.params)
-    if _takes_inputs(group.detector.name):
-        params.update(lag_inputs=bool(spec.lag_s), daily_inputs=spec.daily)
-    detector = make_detector(group.detector.name, seed=group.training.seed, **params)
-    detector.fit(train.X)
-    clean = concat_windows([w for w in clean_parts if len(w)] or clean_parts)
-    if spec.history_steps and len(clean) >= 20:
-        detector.fit_inputs(clean.X)  # lag inputs that remember a labelled fault are not normal for it
+    if adapt_from is not None:
+        detector = adapt_from.detector  # kept as trained: only the scaling around it was relearned
+    else:
+        emit(
+            f"training {group.detector.name} on {len(train):,} windows of {spec.length} steps x {len(sensors)} sensors"
+        )
+        params: dict[str, Any] = dict(group.detector.params)
+        if _takes_inputs(group.detector.name):
+            params.update(lag_inputs=bool(spec.lag_s), daily_inputs=spec.daily)
+        detector = make_detector(group.detector.name, seed=group.training.seed, **params)
+        detector.fit(train.X)
+        clean = concat_windows([w for w in clean_parts if len(w)] or clean_parts)
+        if spec.history_steps and len(clean) >= 20:
+            detector.fit_inputs(clean.X)  # lag inputs that remember a labelled fault are not normal for it
 
     holdout_frames = [(a.asset, f) for a in per_asset for f in a.holdout if f.height]
     holdout_normal = []
@@ -284,7 +319,11 @@ def train_group(
             windows_per_week=windows_per_week if cal.false_alarms_per_week is not None else None,
         )
     except ValueError as exc:  # e.g. a detector whose normal scores are not positive
-        raise TrainingError(f"asset group {group.name!r}: cannot calibrate {group.detector.name}: {exc}") from exc
+        raise TrainingError(f"asset group {group.name!r}: cannot calibrate {detector.name}: {exc}") from exc
+    if adapt_from is not None:
+        kept = adapted_calibration(calibrator, adapt_from.calibrator) is adapt_from.calibrator
+        calibrator = adapt_from.calibrator if kept else calibrator
+        emit(f"threshold {'kept from' if kept else 'raised above that of'} {adapt_from.group}/{adapt_from.version}")
     model = Model(group=group.name, version="candidate", preprocessor=pre, detector=detector, calibrator=calibrator)
     metrics = holdout_metrics(model, holdout_frames, labels)
     metrics.update(
@@ -308,6 +347,9 @@ def train_group(
                 "last_ts": str(readings["ts"].max()),
                 "labels_used": len([lb for lb in labels if lb.asset in assets]),
                 "seed": group.training.seed,
+                "adapted_from": None
+                if adapt_from is None
+                else {"asset_group": adapt_from.group, "version": adapt_from.version},
             },
             "metrics": metrics,
             "library_versions": library_versions(),

@@ -31,9 +31,11 @@ def run_training(
     group_name: str | None = None,
     labels_file: Path | None = None,
     promote: str = "if_better",
+    adapt_from: str | None = None,
 ) -> list[dict[str, object]]:
     """Train every configured asset group (or one) and print what happened; returns JSON-able summaries."""
     from linewatch.ingest.labels import read_labels
+    from linewatch.models.adapt import AdaptSourceError, load_source
     from linewatch.models.train import TrainingError, describe, train_group
 
     groups = [g for g in cfg.models.asset_groups if group_name is None or g.name == group_name]
@@ -41,6 +43,15 @@ def run_training(
         known = ", ".join(g.name for g in cfg.models.asset_groups)
         raise typer.BadParameter(f"no asset group {group_name!r}; configured: {known}", param_hint="--asset-group")
     registry = registry_for(cfg)
+    source = None
+    if adapt_from is not None:
+        if group_name is None:
+            raise typer.BadParameter("adapting needs --asset-group: the group that gets the adapted model")
+        try:
+            source = load_source(registry, adapt_from)
+        except AdaptSourceError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(code=1) from exc
     results = []
     for group in groups:
         path = labels_file or group.training.labels_file
@@ -49,7 +60,13 @@ def run_training(
         with console.status(f"training asset group {group.name} ({group.detector.name})..."):
             try:
                 report = train_group(
-                    Path(cfg.data_root), group, registry, labels=labels, promote=promote, say=console.print
+                    Path(cfg.data_root),
+                    group,
+                    registry,
+                    labels=labels,
+                    promote=promote,
+                    say=console.print,
+                    adapt_from=source,
                 )
             except TrainingError as exc:
                 console.print(f"[red]group {group.name}: {exc}[/red]")
@@ -82,12 +99,21 @@ def register(app: typer.Typer) -> None:
         ] = None,
         promote: Annotated[str, typer.Option("--promote", help="if_better (default), always, or never.")] = "if_better",
         json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON.")] = None,
+        adapt_from: Annotated[
+            str | None,
+            typer.Option(
+                "--adapt-from",
+                help="Start from this model instead of training one: an asset group (its champion), GROUP@VERSION, "
+                "or a bundle directory from another site. Keeps its detector; learns sensor levels, spreads and the "
+                "threshold from this group's data (hours are enough). Needs --asset-group.",
+            ),
+        ] = None,
     ) -> None:
         """Train (or retrain) models from the store; promote a new one only if no worse than the champion."""
         if promote not in ("if_better", "always", "never"):
             raise typer.BadParameter("must be if_better, always or never", param_hint="--promote")
         cfg = load_or_exit(config)
-        results = run_training(cfg, group_name=asset_group, labels_file=labels, promote=promote)
+        results = run_training(cfg, group_name=asset_group, labels_file=labels, promote=promote, adapt_from=adapt_from)
         if json_out is not None:
             json_out.write_text(json.dumps(results, indent=2, default=str))
 

@@ -1,0 +1,185 @@
+"""Adapting a trained model to a new machine with hours of its data (``linewatch train --adapt-from``).
+
+The scaling rule on literal numbers; finding the source model; and the whole path on the simulated plant: a
+model trained on one pump, adapted to a bigger pump of the same type from three hours of its data, must keep
+its detector and threshold, learn the new levels, stay quiet on the bigger pump's normal running, where the
+unadapted model alarms, and still catch a leak.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from linewatch.core.config import AssetGroupConfig
+from linewatch.ingest.labels import FaultLabel
+from linewatch.ingest.records import Reading
+from linewatch.ingest.simulate import AssetSpec, Plant, PlantConfig
+from linewatch.ingest.store import ParquetStore
+from linewatch.models.adapt import AdaptSourceError, adapted_scaling, load_source
+from linewatch.models.registry import Registry
+from linewatch.models.simeval import score_asset
+from linewatch.models.train import TrainingError, train_group
+from linewatch.models.windows import Preprocessor, SensorStats, WindowSpec
+
+START = datetime(2026, 11, 2, tzinfo=UTC)
+#: store root, registry with the source group "pumps", the bigger pump's later readings, fault labels
+Setup = tuple[Path, Registry, pl.DataFrame, list[FaultLabel]]
+#: A bigger pump of the same type: readings scaled (size) and offset (a warmer bearing, a stiffer base).
+BIGGER = {
+    "flow": (1.6, 0.0),
+    "pressure": (1.3, 0.5),
+    "motor_current": (1.5, 0.0),
+    "vibration_rms": (1.2, 0.3),
+    "bearing_temp": (1.0, 8.0),
+    "speed": (1.0, 0.0),
+}
+
+
+def _stats(median: list[float], scale: list[float]) -> SensorStats:
+    m, s = np.asarray(median), np.asarray(scale)
+    return SensorStats(m, s, m - 3 * s, m + 3 * s, m - 4 * s, m + 4 * s, s, s / 10, m * 0 + 0.9, m * 0 + 2, m * 0 + 1)
+
+
+def _pre(sensors: Sequence[str], median: list[float], scale: list[float]) -> Preprocessor:
+    return Preprocessor(WindowSpec(cadence_s=1.0, length=10), tuple(sensors), _stats(median, scale))
+
+
+def test_spread_is_never_narrower_than_the_source_scaled_by_size() -> None:
+    source = _pre(("flow", "temp", "signed", "huge"), [100.0, 50.0, 0.0, 10.0], [10.0, 4.0, 2.0, 1.0])
+    # Hours of a machine 1.6x the size: narrow spreads; a warmer bearing; a sensor near zero; a level 100x.
+    new = _pre(("flow", "temp", "signed", "huge"), [160.0, 58.0, 0.3, 1000.0], [9.0, 5.0, 0.5, 3.0])
+    out = adapted_scaling(new, source)
+    # flow: 10 x 1.6; temp: its own spread is the wider; signed: no size from a level near zero (ratio 1, not
+    # 0.3 / 1e-12); huge: the ratio is bounded at 4.
+    np.testing.assert_allclose(out.stats.scale, [16.0, 5.0, 2.0, 4.0])
+    np.testing.assert_array_equal(out.stats.median, new.stats.median)  # levels are the new machine's own
+    # Health ranges: the source's, carried onto the new level and spread, when wider than the hours' own.
+    np.testing.assert_allclose(out.stats.p999[0], 160.0 + 3 * 10.0 * 1.6)  # source p999 = median + 3 spreads
+    np.testing.assert_allclose(out.stats.p001[1], new.stats.p001[1])  # temp: its own range is the wider
+    assert np.all(out.stats.max_repeat >= new.stats.max_repeat)
+    assert new.stats.scale[0] == 9.0  # the input is not modified
+    with pytest.raises(ValueError, match="sensors differ"):
+        adapted_scaling(_pre(("flow",), [1.0], [1.0]), source)
+
+
+def _bigger(frame: pl.DataFrame) -> pl.DataFrame:
+    parts = [
+        frame.filter(pl.col("sensor") == sensor).with_columns(pl.col("value") * a + b)
+        for sensor, (a, b) in BIGGER.items()
+    ]
+    return pl.concat(parts).sort("ts")
+
+
+def _store(frame: pl.DataFrame, root: Path) -> None:
+    us = frame["ts"].dt.epoch("us").to_list()
+    rows = zip(us, frame["asset"], frame["sensor"], frame["value"], strict=True)
+    ParquetStore(root, "test").write_readings([Reading(t, a, s, v, t) for t, a, s, v in rows])
+
+
+@pytest.fixture(scope="module")
+def plant(tmp_path_factory: pytest.TempPathFactory) -> Setup:
+    """pump-01: 24 h to train the source on; pump-02 (made bigger): 3 h to adapt on, then 6 h with a leak."""
+    src_h, new_h, test_h = 24, 3, 6
+    leak_at = START + timedelta(hours=src_h + new_h + 3)
+    leak = FaultLabel(
+        "pump-02", leak_at, leak_at + timedelta(minutes=40), "machine_fault", "leak", ("pressure", "flow")
+    )
+    assets = (AssetSpec("pump-01", "pump"), AssetSpec("pump-02", "pump"))
+    frame, labels = Plant(PlantConfig(assets=assets, seed=11, schedule=(leak,))).generate(
+        START, (src_h + new_h + test_h) * 3600
+    )
+    t_src, t_new = START + timedelta(hours=src_h), START + timedelta(hours=src_h + new_h)
+    pump2 = _bigger(frame.filter(pl.col("asset") == "pump-02"))
+    root = tmp_path_factory.mktemp("adapt")
+    _store(frame.filter((pl.col("asset") == "pump-01") & (pl.col("ts") < t_src)), root / "store")
+    _store(pump2.filter((pl.col("ts") >= t_src) & (pl.col("ts") < t_new)), root / "store")
+    registry = Registry(root / "models")
+    train_group(root / "store", AssetGroupConfig(name="pumps", assets=["pump-01"]), registry)
+    return root, registry, pump2.filter(pl.col("ts") >= t_new), labels
+
+
+def test_adapted_model_keeps_detector_and_threshold_and_fits_the_new_pump(
+    plant: Setup,
+) -> None:
+    root, registry, later, labels = plant
+    source = load_source(registry, "pumps")
+    messages: list[str] = []
+    report = train_group(
+        root / "store",
+        AssetGroupConfig(name="big-pumps", assets=["pump-02"]),
+        registry,
+        adapt_from=source,
+        say=messages.append,
+    )
+    assert report.promoted and report.sensors == list(source.sensors)
+    adapted = load_source(registry, "big-pumps")
+    assert adapted.manifest["training"]["adapted_from"] == {"asset_group": "pumps", "version": source.version}
+    assert adapted.preprocessor.spec == source.preprocessor.spec
+    ours, theirs = adapted.detector.get_state()[0], source.detector.get_state()[0]
+    assert ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)
+    assert adapted.calibrator.threshold >= source.calibrator.threshold
+    assert any("adapting model pumps/" in m for m in messages)
+    # The new levels were learned (flow 1.6x; the bearing's level also depends on the hours' time of day).
+    i_flow = adapted.sensors.index("flow")
+    ratio = adapted.preprocessor.stats.median[i_flow] / source.preprocessor.stats.median[i_flow]
+    assert 1.2 < ratio < 2.0
+
+    # On the bigger pump's normal hours the adapted model is quiet; the unadapted one alarms all the time.
+    (leak,) = [lb for lb in labels if lb.asset == "pump-02"]
+    normal = later.filter(pl.col("ts") < leak.start)
+    calm, loud = (score_asset(m, normal, 10) for m in (adapted, source))
+    assert np.mean(calm.anomaly_score[calm.valid] >= 1) <= 0.01
+    assert np.mean(loud.anomaly_score[loud.valid] >= 1) >= 0.5
+    # And the leak is caught, blamed on pressure or flow.
+    during = later.filter((pl.col("ts") >= leak.start + timedelta(minutes=10)) & (pl.col("ts") < leak.end))
+    scored = score_asset(adapted, during, 10)
+    hot = scored.valid & (scored.anomaly_score >= 1)
+    assert hot.mean() >= 0.5
+    blamed = {adapted.sensors[int(j)] for j in scored.contributions[hot].argmax(axis=1)}
+    assert blamed & {"pressure", "flow"}
+
+
+def test_source_by_version_and_by_bundle_directory(
+    plant: Setup,
+) -> None:
+    _, registry, _, _ = plant
+    (version,) = registry.versions("pumps")
+    by_version = load_source(registry, f"pumps@{version}")
+    by_path = load_source(registry, str(registry.group_dir("pumps") / version))
+    assert by_version.version == by_path.version == version
+    with pytest.raises(AdaptSourceError, match="no model version 'v0'"):
+        load_source(registry, "pumps@v0")
+    with pytest.raises(AdaptSourceError, match="no champion"):
+        load_source(registry, "compressors")
+    with pytest.raises(AdaptSourceError, match="invalid asset group"):
+        load_source(registry, "../etc")
+
+
+def test_a_group_without_the_sources_sensors_cannot_adapt(
+    plant: Setup,
+) -> None:
+    root, registry, _, _ = plant
+    source = load_source(registry, "pumps")
+    lacking = replace(source, preprocessor=replace(source.preprocessor, sensors_=(*source.sensors[:-1], "torque")))
+    with pytest.raises(TrainingError, match="torque"):
+        train_group(root / "store", AssetGroupConfig(name="other", assets=["pump-02"]), registry, adapt_from=lacking)
+
+
+def test_cli_adapt_needs_a_group_and_an_existing_source(tmp_path: Path) -> None:
+    from linewatch.serving.cli import app
+
+    config = tmp_path / "lw.yaml"
+    config.write_text(f"home: {tmp_path}\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--config", str(config), "--adapt-from", "pumps"])
+    assert res.exit_code == 2 and "--asset-group" in res.output
+    res = runner.invoke(app, ["train", "--config", str(config), "--adapt-from", "nowhere", "--asset-group", "default"])
+    assert res.exit_code == 1 and "cannot adapt from 'nowhere'" in res.output
