@@ -121,23 +121,15 @@ def _get(url: str) -> Any:
 
 
 @pytest.fixture
-def serve_metrics() -> Iterator[tuple[ServeMetrics, int]]:
-    metrics = ServeMetrics(CollectorRegistry())
-    server = MetricsServer("127.0.0.1", 0, metrics.registry).start()
+def exporters() -> Iterator[tuple[ServeMetrics, int, IngestMetrics, int]]:
+    """Both daemons' metrics, each on its own real MetricsServer (port 0), as Prometheus scrapes them."""
+    serve, ingest = ServeMetrics(CollectorRegistry()), IngestMetrics(CollectorRegistry())
+    servers = [MetricsServer("127.0.0.1", 0, m.registry).start() for m in (serve, ingest)]
     try:
-        yield metrics, server.port
+        yield serve, servers[0].port, ingest, servers[1].port
     finally:
-        server.stop()
-
-
-@pytest.fixture
-def ingest_metrics() -> Iterator[tuple[IngestMetrics, int]]:
-    metrics = IngestMetrics(CollectorRegistry())
-    server = MetricsServer("127.0.0.1", 0, metrics.registry).start()
-    try:
-        yield metrics, server.port
-    finally:
-        server.stop()
+        for server in servers:
+            server.stop()
 
 
 def _prometheus(tmp_path: Path, serve_port: int, ingest_port: int) -> tuple[subprocess.Popen[bytes], int]:
@@ -182,10 +174,9 @@ def _wait_for(predicate: Any, what: str, proc: subprocess.Popen[bytes], log: Pat
 
 
 def test_real_prometheus_raises_describes_and_clears_alerts(
-    tmp_path: Path, serve_metrics: tuple[ServeMetrics, int], ingest_metrics: tuple[IngestMetrics, int]
+    tmp_path: Path, exporters: tuple[ServeMetrics, int, IngestMetrics, int]
 ) -> None:
-    serve, serve_port = serve_metrics
-    ingest, ingest_port = ingest_metrics
+    serve, serve_port, ingest, ingest_port = exporters
     # What linewatch serve exports during a critical machine alert on pump-02 and a stuck sensor on pump-01.
     serve.models_loaded.set(1)
     serve.failure_risk.labels(asset="pump-02").set(0.93)

@@ -42,11 +42,11 @@ class AdaptSourceError(ValueError):
 def load_source(registry: Registry, source: str) -> Model:
     """The model ``source`` names: a bundle directory, ``GROUP@VERSION``, or ``GROUP`` (its champion)."""
     path = Path(source)
+    group, _, version = source.partition("@")
     try:
-        if path.is_dir():
+        if group not in registry.groups() and path.is_dir():  # a group of this registry wins over a directory
             manifest, tensors = read_bundle(path)
             return Model.from_bundle(manifest, tensors, path.name)
-        group, _, version = source.partition("@")
         if version:
             if version not in registry.versions(group):
                 known = ", ".join(registry.versions(group)) or "none"

@@ -321,8 +321,8 @@ def train_group(
     except ValueError as exc:  # e.g. a detector whose normal scores are not positive
         raise TrainingError(f"asset group {group.name!r}: cannot calibrate {detector.name}: {exc}") from exc
     if adapt_from is not None:
-        kept = adapted_calibration(calibrator, adapt_from.calibrator) is adapt_from.calibrator
-        calibrator = adapt_from.calibrator if kept else calibrator
+        calibrator = adapted_calibration(calibrator, adapt_from.calibrator)
+        kept = calibrator is adapt_from.calibrator
         emit(f"threshold {'kept from' if kept else 'raised above that of'} {adapt_from.group}/{adapt_from.version}")
     model = Model(group=group.name, version="candidate", preprocessor=pre, detector=detector, calibrator=calibrator)
     metrics = holdout_metrics(model, holdout_frames, labels)
