@@ -219,6 +219,14 @@ def train_group(
             f"adapting model {adapt_from.group}/{adapt_from.version} ({adapt_from.detector.name}): its detector and "
             f"threshold are kept; sensor levels and spreads are learned from {span_s / 3600:.1f} h of this group"
         )
+        if span_s < 86400:
+            first, last = readings["ts"].min(), readings["ts"].max()
+            assert isinstance(first, datetime) and isinstance(last, datetime)
+            emit(
+                f"warning: group {group.name}: {first:%H:%M}-{last:%H:%M} UTC is less than a day: a sensor that "
+                "follows the day (a bearing's warmth) gets its level from those hours, and other hours may alarm; "
+                "adapt from a full day where you can"
+            )
     elif span_s < ADVISED_TRAINING_S:
         emit(
             f"warning: group {group.name}: the training data spans {span_s / 3600:.1f} h, less than the advised "
