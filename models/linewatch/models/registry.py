@@ -40,6 +40,16 @@ class VersionInfo:
     created_at: str
     metrics: dict[str, Any]
     is_champion: bool
+    adapted_from: str | None = None  # "GROUP@VERSION" of the model this one was adapted from
+
+
+def _adapted_from(manifest: dict[str, Any]) -> str | None:
+    """``GROUP@VERSION`` from a bundle's ``training.adapted_from``; None for a model trained from scratch."""
+    training = manifest.get("training")
+    source = training.get("adapted_from") if isinstance(training, dict) else None
+    if not isinstance(source, dict):
+        return None
+    return f"{source.get('asset_group', '?')}@{source.get('version', '?')}"
 
 
 def new_version_name(now: datetime, digest: str) -> str:
@@ -119,6 +129,7 @@ class Registry:
                     created_at=str(manifest.get("created_at", "?")),
                     metrics=dict(manifest.get("metrics", {})),
                     is_champion=version == champion,
+                    adapted_from=_adapted_from(manifest),
                 )
             )
         return out

@@ -122,6 +122,8 @@ def test_adapted_model_keeps_detector_and_threshold_and_fits_the_new_pump(
     assert report.promoted and report.sensors == list(source.sensors)
     adapted = load_source(registry, "big-pumps")
     assert adapted.manifest["training"]["adapted_from"] == {"asset_group": "pumps", "version": source.version}
+    (listed,) = registry.info("big-pumps")
+    assert listed.adapted_from == f"pumps@{source.version}" and registry.info("pumps")[0].adapted_from is None
     assert adapted.preprocessor.spec == source.preprocessor.spec
     ours, theirs = adapted.detector.get_state()[0], source.detector.get_state()[0]
     assert ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)
