@@ -6,7 +6,11 @@ leave a panel empty or an alert that can never fire. These helpers compare both 
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
@@ -73,3 +77,21 @@ def expr_problems(expr: str, catalogue: dict[str, frozenset[str]], legend: str =
         f"legend label {label!r} is on no metric used" for label in LEGEND.findall(legend) if label not in available
     ]
     return problems
+
+
+#: The provisioned Grafana dashboards.
+DASHBOARDS = sorted((Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "dashboards").glob("*.json"))
+
+
+def load_dashboard(path: Path) -> dict[str, Any]:
+    """A dashboard's JSON model."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert isinstance(doc, dict)
+    return doc
+
+
+def dashboard_panels(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel, including those nested in (collapsed) rows."""
+    for panel in doc["panels"]:
+        yield panel
+        yield from panel.get("panels", [])

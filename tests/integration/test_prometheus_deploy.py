@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from linewatch.core.http import MetricsServer
 from linewatch.ingest.metrics import IngestMetrics
 from linewatch.serving.metrics import ServeMetrics
-from tests.deploy_support import exposed_metrics, expr_problems
+from tests.deploy_support import DASHBOARDS, dashboard_panels, exposed_metrics, expr_problems, load_dashboard
 from tests.integration.conftest import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -94,15 +94,9 @@ def test_scrape_jobs_match_the_rules_and_default_ports() -> None:
 
 
 def _dashboard_queries() -> Iterator[tuple[str, str]]:
-    """(dashboard file, expr) of every panel query, rows' nested panels included."""
-
-    def walk(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for panel in panels:
-            yield panel
-            yield from walk(panel.get("panels", []))
-
-    for path in sorted((REPO / "deploy" / "grafana" / "dashboards").glob("*.json")):
-        for panel in walk(json.loads(path.read_text(encoding="utf-8"))["panels"]):
+    """(dashboard file, expr) of every panel query."""
+    for path in DASHBOARDS:
+        for panel in dashboard_panels(load_dashboard(path)):
             for target in panel.get("targets", []):
                 if target.get("expr"):
                     yield path.name, str(target["expr"])

@@ -7,7 +7,6 @@ provisioned, overlapping or duplicated panels, a value mapping that disagrees wi
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,13 +16,22 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
-from tests.deploy_support import MATCHER, METRIC, SELECTOR, STRING, exposed_metrics, expr_problems
+from tests.deploy_support import (
+    DASHBOARDS,
+    MATCHER,
+    METRIC,
+    SELECTOR,
+    STRING,
+    exposed_metrics,
+    expr_problems,
+)
+from tests.deploy_support import dashboard_panels as panels
+from tests.deploy_support import load_dashboard as load
 
 from linewatch.models.health import STATUS_NAMES
 from linewatch.serving.metrics import SEVERITIES, ServeMetrics
 
 GRAFANA = Path(__file__).resolve().parents[3] / "deploy" / "grafana"
-DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 DATASOURCES = GRAFANA / "provisioning" / "datasources" / "linewatch.yaml"
 PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "linewatch.yaml"
 
@@ -54,20 +62,6 @@ def help_text(name: str) -> str:
         if family.name == name:
             return family.documentation
     raise KeyError(name)
-
-
-def load(path: Path) -> dict[str, Any]:
-    """A dashboard's JSON model."""
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    assert isinstance(doc, dict)
-    return doc
-
-
-def panels(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every panel, including those nested in (collapsed) rows."""
-    for panel in doc["panels"]:
-        yield panel
-        yield from panel.get("panels", [])
 
 
 def targets() -> Iterator[Target]:
