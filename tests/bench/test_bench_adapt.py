@@ -29,7 +29,13 @@ import pytest
 
 from linewatch.core.config import AssetGroupConfig
 from linewatch.ingest.simulate import AssetSpec, Plant, PlantConfig
-from linewatch.models.adapt import adapted_calibration, adapted_scaling, load_source
+from linewatch.models.adapt import (
+    adapted_calibration,
+    adapted_scaling,
+    covered_hours,
+    load_source,
+    related_levels,
+)
 from linewatch.models.calibration import Calibrator
 from linewatch.models.evaluation.config import EvalConfig
 from linewatch.models.evaluation.metrics import confusion, event_stats, false_alarms_per_day
@@ -82,7 +88,11 @@ def _smd_adapt(source: Fitted, train: np.ndarray, sensors: list[str], quantile: 
     own = Preprocessor(model.preprocessor.spec).fit(
         wide_frame(np.concatenate([train[s] for s in fit]), sensors, CADENCE_S), list(model.sensors)
     )
+    hours = covered_hours(own)
     pre = adapted_scaling(own, model.preprocessor)
+    seen = _windows(pre, [train[s] for s in fit], sensors, CADENCE_S)
+    assert seen is not None
+    pre = related_levels(pre, model, hours, seen.select(seen.valid))
     held = _windows(pre, [train[s] for s in cal], sensors, CADENCE_S)
     assert held is not None
     calibrator = adapted_calibration(

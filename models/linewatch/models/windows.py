@@ -330,17 +330,24 @@ class Preprocessor:
     spec: WindowSpec
     sensors_: tuple[str, ...] = ()
     stats_: SensorStats | None = field(default=None)
+    #: ``(24, S)``: each sensor's median reading per UTC clock hour of training (NaN: no reading in that hour).
+    #: Why: a model adapted from a sibling learns the new machine's level from a few hours, and a level that
+    #: follows the day (a bearing's warmth, the shifts' loads) is then the level of those hours, not of the day;
+    #: the source's profile says how far those hours sit from its daily level (:mod:`linewatch.models.adapt`).
+    #: None in bundles saved before it existed.
+    daily_median_: F64 | None = field(default=None)
 
     def fit(self, wide: pl.DataFrame, sensors: Sequence[str], *, exclude: npt.ArrayLike | None = None) -> Self:
         """Learn scaling and training ranges from observed values only (filled ones would fake flat lines).
 
         ``exclude`` (bool per row) leaves rows out, e.g. :func:`in_labels` of maintenance and fault windows.
         """
-        values, observed, _ = _columns(wide, sensors)
+        values, observed, ts = _columns(wide, sensors)
         if exclude is not None:
             observed = observed & ~np.asarray(exclude, dtype=bool)[:, None]
         self.sensors_ = tuple(sensors)
         self.stats_ = SensorStats.from_series(values, observed, self.sensors_)
+        self.daily_median_ = hourly_medians(values, observed, ts)
         return self
 
     @property
@@ -364,18 +371,45 @@ class Preprocessor:
         return np.asarray(np.asarray(values_scaled, dtype=np.float64) * stats.scale[idx] + stats.median[idx])
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "version": 1,
             "spec": self.spec.to_dict(),
             "sensors": list(self.sensors_),
             "stats": self.stats.to_dict(),
         }
+        if self.daily_median_ is not None:  # JSON has no NaN: an hour without readings is null
+            out["daily_median"] = [[None if math.isnan(v) else float(v) for v in row] for row in self.daily_median_]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessor:
         if data.get("version") != 1:
             raise ValueError(f"unsupported preprocessor version {data.get('version')!r}")
-        return cls(WindowSpec.from_dict(data["spec"]), tuple(data["sensors"]), SensorStats.from_dict(data["stats"]))
+        sensors = tuple(data["sensors"])
+        daily = data.get("daily_median")
+        profile = None
+        if daily is not None:
+            profile = np.array([[np.nan if v is None else v for v in row] for row in daily], dtype=np.float64)
+            if profile.shape != (HOURS_PER_DAY, len(sensors)):
+                raise ValueError(f"daily_median shaped {profile.shape}, expected ({HOURS_PER_DAY}, {len(sensors)})")
+        return cls(WindowSpec.from_dict(data["spec"]), sensors, SensorStats.from_dict(data["stats"]), profile)
+
+
+HOURS_PER_DAY: Final = 24
+_US_PER_HOUR: Final = 3_600_000_000
+
+
+def hourly_medians(values: F64, observed: npt.NDArray[np.bool_], ts_us: npt.NDArray[np.int64]) -> F64:
+    """``(24, S)``: the median observed value of each sensor per UTC clock hour; NaN for an hour without one."""
+    hour = (ts_us // _US_PER_HOUR) % HOURS_PER_DAY
+    out = np.full((HOURS_PER_DAY, values.shape[1]), np.nan)
+    for h in np.unique(hour):
+        rows = hour == h
+        for j in range(values.shape[1]):
+            v = values[rows & observed[:, j], j]
+            if v.size:
+                out[h, j] = np.median(v)
+    return out
 
 
 def _columns(wide: pl.DataFrame, sensors: Sequence[str]) -> tuple[F64, npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
@@ -400,7 +434,7 @@ def windows_from_store(
     """Windows of ``asset`` over ``[start, end)`` read from the raw store with the bundle's preprocessing."""
     spec = spec or preprocessor.spec
     if spec != preprocessor.spec:
-        preprocessor = Preprocessor(spec, preprocessor.sensors_, preprocessor.stats)
+        preprocessor = Preprocessor(spec, preprocessor.sensors_, preprocessor.stats, preprocessor.daily_median_)
     wide = wide_frame(
         root, asset, start, end, spec.cadence, sensors=list(preprocessor.sensors_), max_gap=spec.max_gap_steps
     )

@@ -23,7 +23,10 @@ from linewatch.ingest.labels import FaultLabel
 from linewatch.ingest.records import Reading
 from linewatch.ingest.simulate import AssetSpec, Plant, PlantConfig
 from linewatch.ingest.store import ParquetStore
-from linewatch.models.adapt import AdaptSourceError, adapted_scaling, load_source
+from linewatch.models.adapt import AdaptSourceError, adapted_scaling, load_source, related_levels
+from linewatch.models.base import make_detector
+from linewatch.models.calibration import Calibrator
+from linewatch.models.model import Model
 from linewatch.models.registry import Registry
 from linewatch.models.simeval import score_asset
 from linewatch.models.train import TrainingError, train_group
@@ -68,6 +71,64 @@ def test_spread_is_never_narrower_than_the_source_scaled_by_size() -> None:
     assert new.stats.scale[0] == 9.0  # the input is not modified
     with pytest.raises(ValueError, match="sensors differ"):
         adapted_scaling(_pre(("flow",), [1.0], [1.0]), source)
+
+
+def test_level_from_hours_is_set_for_the_whole_day_by_the_sources_daily_profile() -> None:
+    # The source's bearing is 40 at night (00-05) and 50 by day (06-23); flow does not follow the day. The new
+    # machine, 1.2x the size, has only 00:00-05:59: its bearing reads 48 (the source's 40 at those hours, x 1.2).
+    source = _pre(("bearing", "flow"), [50.0, 100.0], [2.0, 10.0])
+    source.daily_median_ = np.column_stack([np.where(np.arange(24) < 6, 40.0, 50.0), np.full(24, 100.0)])
+    new = _pre(("bearing", "flow"), [48.0, 120.0], [1.0, 5.0])
+    new.daily_median_ = np.full((24, 2), np.nan)
+    new.daily_median_[:6] = [48.0, 120.0]
+    out = adapted_scaling(new, source)
+    # Size from like hours: 48 / 40 = 1.2 (not 48 / 50); spreads from the source's times that.
+    np.testing.assert_allclose(out.stats.scale, [2.4, 12.0])
+    # Daily level: the source's daily mean (6 h at 40, 18 h at 50: 47.5) carried over, 48 + (47.5 - 40) x 1.2.
+    np.testing.assert_allclose(out.stats.median, [57.0, 120.0])
+    assert out.daily_median_ is not None
+    np.testing.assert_allclose(out.daily_median_[[0, 12], 0], [48.0, 60.0])  # the adapted profile: night, day
+    # Without a profile on either side (bundles saved before it), the hours' level stands, as before.
+    np.testing.assert_allclose(adapted_scaling(replace(new, daily_median_=None), source).stats.median, [48.0, 120.0])
+    np.testing.assert_allclose(adapted_scaling(new, replace(source, daily_median_=None)).stats.median, [48.0, 120.0])
+
+
+def _related(offset: float, n: int = 2000, seed: int = 0) -> pl.DataFrame:
+    """Two sensors that move together (b follows a), b sitting ``offset`` above where a says it should."""
+    rng = np.random.default_rng(seed)
+    a = np.cumsum(rng.normal(0, 0.1, n))
+    a = (a - a.mean()) / a.std()
+    b = a + offset + rng.normal(0, 0.05, n)
+    return pl.DataFrame({"ts": [START + timedelta(seconds=i) for i in range(n)], "a": a, "b": b})
+
+
+def test_levels_are_moved_until_the_source_relations_hold_on_the_new_hours() -> None:
+    spec = WindowSpec(cadence_s=1.0, length=10)
+    trained = Preprocessor(spec).fit(_related(0.0), ["a", "b"])
+    windows = trained.transform(_related(0.0))
+    detector = make_detector("pca_t2q", seed=0).fit(windows.X)
+    calibrator = Calibrator.fit(detector.decision_function(windows.X), quantile=0.99)
+    source = Model(group="src", version="v1", preprocessor=trained, detector=detector, calibrator=calibrator)
+    # The new machine's b reads 0.8 above what its a implies, and its levels were carried (here: both 0, as a
+    # source's daily level might say), so on its hours b sits off its partner by 0.8.
+    hours = _related(0.8, seed=1)
+    own = Preprocessor(spec).fit(hours, ["a", "b"])
+    carried = replace(own, stats_=replace(own.stats, median=np.zeros(2)))
+    seen = carried.transform(hours)
+    seen = seen.select(seen.valid)
+    out = related_levels(carried, source, None, seen)
+    # The relation fixes the difference between the two levels (which of them moved, it cannot tell).
+    assert out.stats.median[1] - out.stats.median[0] == pytest.approx(0.8, abs=0.05)
+    np.testing.assert_array_equal(out.stats.scale, carried.stats.scale)
+    rescaled = out.transform(hours)
+    residual = (rescaled.X[:, -1, :] - detector.expected(rescaled.X)).mean(axis=0)
+    before = (seen.X[:, -1, :] - detector.expected(seen.X)).mean(axis=0)
+    assert np.abs(before).max() > 0.2  # the carried levels did break the relation
+    assert np.abs(residual).max() < 0.1 * np.abs(before).max()
+    # A detector without an expectation of its own (IForest: the training level) leaves the levels alone.
+    forest = make_detector("iforest", seed=0).fit(windows.X)
+    plain = replace(source, detector=forest)
+    assert related_levels(carried, plain, None, seen) is carried
 
 
 def _bigger(frame: pl.DataFrame) -> pl.DataFrame:

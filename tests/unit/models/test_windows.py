@@ -109,6 +109,31 @@ def test_fit_transform_inverse_and_exact_json_round_trip() -> None:
     assert np.array_equal(clone.transform(frame).X, w.X)
 
 
+def test_daily_profile_per_utc_hour_round_trips_with_unseen_hours_as_null() -> None:
+    # 20 h from midnight at 10 min: "a" reads 100 + its clock hour, "b" is unobserved between 05:00 and 06:00.
+    n = 20 * 6
+    ts = [T0 + timedelta(minutes=10 * i) for i in range(n)]
+    hour = np.array([t.hour for t in ts], dtype=np.float64)
+    b_seen = hour != 5
+    frame = pl.DataFrame({"ts": ts, "a": 100.0 + hour, "b": np.where(b_seen, 2.0 * hour, np.nan), "b:observed": b_seen})
+    pre = Preprocessor(WindowSpec(600, 4)).fit(frame, ["a", "b"])
+    profile = pre.daily_median_
+    assert profile is not None and profile.shape == (24, 2)
+    np.testing.assert_array_equal(profile[:20, 0], 100.0 + np.arange(20))
+    assert np.isnan(profile[20:]).all()  # no readings from 20:00 on
+    assert np.isnan(profile[5, 1]) and profile[6, 1] == 12.0
+    document = json.loads(json.dumps(pre.to_dict(), allow_nan=False))  # strict JSON: unseen hours are null
+    assert document["daily_median"][5][1] is None
+    clone = Preprocessor.from_dict(document)
+    np.testing.assert_array_equal(clone.daily_median_, profile)  # NaN where NaN, equal elsewhere
+    assert clone.to_dict() == pre.to_dict()
+    # A bundle saved before the profile existed has none; a malformed one is refused.
+    older = {k: v for k, v in document.items() if k != "daily_median"}
+    assert Preprocessor.from_dict(older).daily_median_ is None
+    with pytest.raises(ValueError, match=r"daily_median shaped \(23, 2\)"):
+        Preprocessor.from_dict({**document, "daily_median": document["daily_median"][:23]})
+
+
 def test_missing_sensors_are_named() -> None:
     pre = Preprocessor(WindowSpec(10, 4)).fit(wide(), ["a", "b"])
     with pytest.raises(MissingSensorsError, match="b") as info:
