@@ -1,4 +1,4 @@
-"""Data commands: ``simulate`` and ``replay`` (publish to MQTT) and ``store`` (compact, summary).
+"""Data commands: ``simulate`` and ``replay`` (publish to MQTT) and ``store`` (compact, summary, report).
 
 Long runs show a progress bar with an ETA; everything reads the same validated configuration as the daemons.
 """
@@ -120,8 +120,11 @@ def _fmt(value: str) -> Literal["single", "record"]:
 
 def register(app: typer.Typer) -> None:
     """Add the data commands to the main app (kept here so cli.py stays small)."""
+    from linewatch.serving import cli_report
+
     store_app = typer.Typer(help="Inspect and maintain the Parquet store.", no_args_is_help=True)
     app.add_typer(store_app, name="store")
+    cli_report.register(store_app)
 
     @app.command("simulate")
     def simulate(
