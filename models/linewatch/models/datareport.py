@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 F64 = npt.NDArray[np.float64]
 #: Time bins per sensor plot: enough to see a day's shape over a week, few enough for a small PNG.
 DEFAULT_BINS = 600
+HISTOGRAM_BINS = 50
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -88,7 +89,7 @@ class AssetView:
     asset: str
     quality: QualityReport
     envelopes: dict[str, Envelope]
-    values: dict[str, F64]  # the period's readings per sensor, for the distributions
+    histograms: dict[str, tuple[F64, F64]]  # sensor -> (counts, bin edges) of the period's readings
     trained: dict[str, tuple[float, float]]  # sensor -> the model's training range; empty without a model
     outside: dict[str, float]  # sensor -> share of readings outside that range
 
@@ -107,7 +108,7 @@ def asset_view(
     quality = summarise(mine, cadence_s) if mine.height else QualityReport(cadence_s, 10)
     start_us, end_us = _us(start), _us(end)
     envelopes: dict[str, Envelope] = {}
-    values: dict[str, F64] = {}
+    histograms: dict[str, tuple[F64, F64]] = {}
     outside: dict[str, float] = {}
     ranges = dict(trained or {})
     for (sensor,), part in sorted(mine.partition_by("sensor", as_dict=True).items(), key=lambda kv: str(kv[0])):
@@ -115,10 +116,14 @@ def asset_view(
         ts = part["ts"].dt.epoch("us").to_numpy()
         v = part["value"].to_numpy().astype(np.float64)
         envelopes[name] = envelope(ts, v, start_us, end_us, bins)
-        values[name] = v
+        finite = v[np.isfinite(v)]
+        if finite.size:  # counts, not the readings: a report over many assets keeps only what it draws
+            counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS)
+            histograms[name] = (counts.astype(np.float64), edges.astype(np.float64))
         if name in ranges:
             outside[name] = outside_share(v, *ranges[name])
-    return AssetView(asset, quality, envelopes, values, {s: r for s, r in ranges.items() if s in values}, outside)
+    shown = {s: r for s, r in ranges.items() if s in envelopes}
+    return AssetView(asset, quality, envelopes, histograms, shown, outside)
 
 
 def _us(moment: datetime) -> int:
@@ -202,8 +207,9 @@ def _plot(view: AssetView, path: Path) -> None:
             top = np.nanmax(env.high) if np.isfinite(env.high).any() else 1.0
             bottom = np.nanmin(env.low) if np.isfinite(env.low).any() else 0.0
             series.fill_between(mid, bottom, top, where=empty, color="0.85", step="mid", label="no reading")
-        finite = view.values[name][np.isfinite(view.values[name])]
-        hist.hist(finite, bins=50, orientation="horizontal", color="tab:blue", alpha=0.6)
+        if name in view.histograms:
+            counts, edges = view.histograms[name]
+            hist.stairs(counts, edges, orientation="horizontal", fill=True, color="tab:blue", alpha=0.6)
         if name in view.trained:
             low, high = view.trained[name]
             series.axhspan(low, high, color="tab:green", alpha=0.12, label="training range")

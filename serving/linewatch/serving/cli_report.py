@@ -131,10 +131,11 @@ def register(store_app: typer.Typer) -> None:
                 end += timedelta(microseconds=1)  # the newest reading itself is in the period
                 start = end - timedelta(hours=hours)
                 model, trained = _model_ranges(registry, g)
-                readings = scan_readings(root, assets, start, end).collect()
-                views = []
-                for asset in assets:
+                views, rows = [], 0
+                for asset in assets:  # one asset's readings in memory at a time; a view keeps only what it draws
                     progress.update(task, description=f"{g.name}: {asset}")
+                    readings = scan_readings(root, [asset], start, end).collect()
+                    rows += readings.height
                     views.append(asset_view(readings, asset, g.cadence_s, start, end, trained))
                     progress.advance(task)
                 path = write_report(
@@ -148,7 +149,7 @@ def register(store_app: typer.Typer) -> None:
                     plots=plots,
                 )
                 written += 1
-                console.print(f"asset group {g.name}: {len(assets)} assets, {readings.height:,} readings -> {path}")
+                console.print(f"asset group {g.name}: {len(assets)} assets, {rows:,} readings -> {path}")
         if not written:
             raise typer.Exit(code=1)
 

@@ -54,6 +54,7 @@ def test_report_shows_quality_the_share_outside_training_and_plots(tmp_path: Pat
     views = [asset_view(frame, a, 10.0, T0, end, trained, bins=60) for a in ("pump-01", "pump-02")]
     first = views[0]
     assert set(first.envelopes) == {"flow", "temp"} and first.envelopes["flow"].count.sum() == 360
+    assert first.histograms["flow"][0].sum() == 360 and len(first.histograms["flow"][1]) == 51
     assert first.outside == pytest.approx({"flow": 0.5, "temp": 0.0})  # the doubled half is outside
     assert set(views[1].trained) == {"flow"}  # no readings of temp on pump-02: no range shown for it
     path = write_report(
