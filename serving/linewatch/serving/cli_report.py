@@ -77,6 +77,52 @@ def quarantined_between(root: Path, start: datetime, end: datetime) -> dict[str,
     return counts
 
 
+def write_store_reports(
+    cfg: LinewatchConfig, groups: list[AssetGroupConfig], hours: float, folder: Path, *, plots: bool = True
+) -> list[Path]:
+    """One report per group that has readings (``folder/<group>/report.md``); returns their paths."""
+    from linewatch.ingest.reader import list_assets, scan_readings
+    from linewatch.models.datareport import asset_view, write_report
+    from linewatch.models.registry import Registry
+
+    root = Path(cfg.data_root)
+    members = group_assets(cfg, list_assets(root))
+    registry = Registry(root / "models")
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    written: list[Path] = []
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("store report", total=sum(len(members[g.name]) for g in groups))
+        for g in groups:
+            assets = members[g.name]
+            end = newest_reading(root, assets) if assets else None
+            if end is None:
+                console.print(f"asset group {g.name}: no readings")
+                continue
+            end += timedelta(microseconds=1)  # the newest reading itself is in the period
+            start = end - timedelta(hours=hours)
+            model, trained = _model_ranges(registry, g)
+            views, rows = [], 0
+            for asset in assets:  # one asset's readings in memory at a time; a view keeps only what it draws
+                progress.update(task, description=f"{g.name}: {asset}")
+                readings = scan_readings(root, [asset], start, end).collect()
+                rows += readings.height
+                views.append(asset_view(readings, asset, g.cadence_s, start, end, trained))
+                progress.advance(task)
+            quarantined = quarantined_between(root, start, end)
+            path = write_report(
+                folder / g.name, g.name, start, end, views, model=model, quarantined=quarantined, plots=plots
+            )
+            written.append(path)
+            console.print(f"asset group {g.name}: {len(assets)} assets, {rows:,} readings -> {path}")
+    return written
+
+
 def register(store_app: typer.Typer) -> None:
     @store_app.command("report")
     def store_report(
@@ -94,9 +140,7 @@ def register(store_app: typer.Typer) -> None:
         plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Draw the PNG plots.")] = True,
     ) -> None:
         """Data quality and plots of each asset's recent readings, against the model's training range."""
-        from linewatch.ingest.reader import list_assets, scan_readings
-        from linewatch.models.datareport import asset_view, write_report
-        from linewatch.models.registry import Registry
+        from linewatch.ingest.reader import list_assets
 
         cfg = load_or_exit(config)
         root = Path(cfg.data_root)
@@ -105,52 +149,11 @@ def register(store_app: typer.Typer) -> None:
             known = ", ".join(g.name for g in cfg.models.asset_groups)
             console.print(f"[red]error:[/red] no asset group {group!r} (configured: {known})")
             raise typer.Exit(code=2)
-        available = list_assets(root)
-        if not available:
+        if not list_assets(root):
             console.print(f"no readings under {root} yet")
             raise typer.Exit(code=1)
-        members = group_assets(cfg, available)
-        registry = Registry(root / "models")
         folder = out or root / "reports" / f"store-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-        columns = [
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        ]
-        written = 0
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task("store report", total=sum(len(members[g.name]) for g in groups))
-            for g in groups:
-                assets = members[g.name]
-                end = newest_reading(root, assets) if assets else None
-                if end is None:
-                    console.print(f"asset group {g.name}: no readings")
-                    continue
-                end += timedelta(microseconds=1)  # the newest reading itself is in the period
-                start = end - timedelta(hours=hours)
-                model, trained = _model_ranges(registry, g)
-                views, rows = [], 0
-                for asset in assets:  # one asset's readings in memory at a time; a view keeps only what it draws
-                    progress.update(task, description=f"{g.name}: {asset}")
-                    readings = scan_readings(root, [asset], start, end).collect()
-                    rows += readings.height
-                    views.append(asset_view(readings, asset, g.cadence_s, start, end, trained))
-                    progress.advance(task)
-                path = write_report(
-                    folder / g.name,
-                    g.name,
-                    start,
-                    end,
-                    views,
-                    model=model,
-                    quarantined=quarantined_between(root, start, end),
-                    plots=plots,
-                )
-                written += 1
-                console.print(f"asset group {g.name}: {len(assets)} assets, {rows:,} readings -> {path}")
-        if not written:
+        if not write_store_reports(cfg, groups, hours, folder, plots=plots):
             raise typer.Exit(code=1)
 
 

@@ -101,6 +101,7 @@ def run_demo(cfg: LinewatchConfig, plan: DemoPlan | None = None, use_private_bro
     from linewatch.ingest.daemon import IngestDaemon
     from linewatch.ingest.labels import write_labels
     from linewatch.serving.cli_data import backfill_start, print_store_summary, publish_with_progress
+    from linewatch.serving.cli_report import write_store_reports
 
     plan = plan or DemoPlan()
     root = Path(cfg.home) / "demo"
@@ -178,6 +179,12 @@ def run_demo(cfg: LinewatchConfig, plan: DemoPlan | None = None, use_private_bro
                 f"  sensors: {', '.join(label.sensors)}"
             )
         models = _train(dcfg, root, labels)
+        console.print(
+            "[bold]5b. data report[/bold]: every sensor's readings and distribution against the range its model was "
+            "trained on (`linewatch store report`)"
+        )
+        span_h = (end - start).total_seconds() / 3600 + 1 / 60  # the run, to its last second
+        write_store_reports(dcfg, list(dcfg.models.asset_groups), span_h, root / "reports")
         _score(models, root, labels)
         _serve(dcfg, lambda: _live_steps(plant, start, end))
         console.print(
