@@ -389,7 +389,10 @@ class Preprocessor:
         daily = data.get("daily_median")
         profile = None
         if daily is not None:
-            profile = np.array([[np.nan if v is None else v for v in row] for row in daily], dtype=np.float64)
+            try:
+                profile = np.array([[np.nan if v is None else v for v in row] for row in daily], dtype=np.float64)
+            except (TypeError, ValueError) as exc:  # a hand-edited or damaged manifest: say so, do not crash
+                raise ValueError(f"daily_median is not a table of numbers: {exc}") from exc
             if profile.shape != (HOURS_PER_DAY, len(sensors)):
                 raise ValueError(f"daily_median shaped {profile.shape}, expected ({HOURS_PER_DAY}, {len(sensors)})")
         return cls(WindowSpec.from_dict(data["spec"]), sensors, SensorStats.from_dict(data["stats"]), profile)

@@ -132,6 +132,9 @@ def test_daily_profile_per_utc_hour_round_trips_with_unseen_hours_as_null() -> N
     assert Preprocessor.from_dict(older).daily_median_ is None
     with pytest.raises(ValueError, match=r"daily_median shaped \(23, 2\)"):
         Preprocessor.from_dict({**document, "daily_median": document["daily_median"][:23]})
+    for damaged in (7, [7] * 24, [["warm"] * 2] * 24):
+        with pytest.raises(ValueError, match="daily_median"):
+            Preprocessor.from_dict({**document, "daily_median": damaged})
 
 
 def test_missing_sensors_are_named() -> None:
