@@ -7,7 +7,9 @@ counters, wandering levels), and one plot per sensor of its readings over the pe
 bin's minimum and maximum, the median as a line, bins without a reading shaded) beside its distribution. Where
 the group has a model in service, its training range (0.1-99.9 % of the training readings, from the bundle) is
 drawn on both, and the share of readings outside it is in the table: the number that says "retrain" before the
-alerts do.
+alerts do. The model also scores the period as serving would (at most :data:`MAX_SCORED_WINDOWS` windows per asset,
+strided over long periods): its anomaly score is drawn above the sensors, with the share of windows over the
+threshold and the sensors it blamed there.
 
 The binning and the shares are pure functions of arrays (tested on literal numbers); the Markdown is a pure
 function of the views; only :func:`write_report` touches files and matplotlib (Agg backend, no display). Without
@@ -27,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from linewatch.models.model import ScoredWindows
 from linewatch.models.quality import QualityReport, summarise
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,8 @@ F64 = npt.NDArray[np.float64]
 #: Time bins per sensor plot: enough to see a day's shape over a week, few enough for a small PNG.
 DEFAULT_BINS = 600
 HISTOGRAM_BINS = 50
+#: At most this many windows are scored per asset for the model's view (a stride over longer periods).
+MAX_SCORED_WINDOWS = 20_000
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -92,6 +97,47 @@ class AssetView:
     histograms: dict[str, tuple[F64, F64]]  # sensor -> (counts, bin edges) of the period's readings
     trained: dict[str, tuple[float, float]]  # sensor -> the model's training range; empty without a model
     outside: dict[str, float]  # sensor -> share of readings outside that range
+    model_view: ModelView | None = None  # how the model in service scores the period; None without one
+
+
+@dataclass(frozen=True, slots=True)
+class ModelView:
+    """The model's verdict on the period: its anomaly score over time and where it points when it alarms."""
+
+    score: Envelope  # anomaly score per time bin (>= 1: over the threshold)
+    scored: int  # windows scored (every ``stride``-th step)
+    stride: int
+    alarm_share: float  # share of valid scored windows at or over the threshold
+    sensor_fault_share: float  # share of scored windows where a health check flagged a sensor
+    blamed: tuple[tuple[str, float], ...]  # sensors by mean contribution over the alarmed windows, top three
+    note: str = ""  # why there is no score (e.g. a sensor the model needs is missing)
+
+
+def model_view(
+    scored: ScoredWindows | None, start_us: int, end_us: int, stride: int, bins: int = DEFAULT_BINS, note: str = ""
+) -> ModelView:
+    """Summarise scored windows for the report (pure: the scoring itself is the caller's)."""
+    if scored is None or not len(scored.end_ts):
+        empty = envelope([], [], start_us, end_us, bins)
+        return ModelView(empty, 0, stride, float("nan"), float("nan"), (), note or "no window could be scored")
+    ts = scored.end_ts.astype("datetime64[us]").astype(np.int64)
+    score = np.where(scored.valid, scored.anomaly_score, np.nan)
+    alarmed = scored.valid & (scored.anomaly_score >= 1.0)
+    valid = int(scored.valid.sum())
+    blamed: tuple[tuple[str, float], ...] = ()
+    if alarmed.any():
+        mean = scored.contributions[alarmed].mean(axis=0)
+        order = np.argsort(mean)[::-1][:3]
+        blamed = tuple((scored.sensors[int(j)], float(mean[j])) for j in order if mean[j] > 0)
+    return ModelView(
+        score=envelope(ts, score, start_us, end_us, bins),
+        scored=len(ts),
+        stride=stride,
+        alarm_share=float(alarmed.sum() / valid) if valid else float("nan"),
+        sensor_fault_share=float(scored.sensor_fault.mean()),
+        blamed=blamed,
+        note=note,
+    )
 
 
 def asset_view(
@@ -182,9 +228,24 @@ def render_markdown(
             row += [_pct(q.flat_share), "yes" if q.monotonic else "no", _num(q.unit_root_p), _num(q.min)]
             row += [_num(q.median), _num(q.max), _pct(view.outside.get(name)) if view.trained else "-"]
             lines.append("| " + " | ".join(row) + " |")
+        if view.model_view is not None:
+            lines += ["", _model_line(view.model_view)]
         if images and view.asset in images:
             lines += ["", f"![{view.asset}]({images[view.asset]})"]
     return "\n".join(lines) + "\n"
+
+
+def _model_line(mv: ModelView) -> str:
+    if not mv.scored:
+        return f"Model's view: not scored ({mv.note})."
+    every = "every step" if mv.stride == 1 else f"one every {mv.stride} steps"
+    text = (
+        f"Model's view ({mv.scored:,} windows, {every}): anomaly score at or over the threshold in "
+        f"{_pct(mv.alarm_share)} of them; a sensor flagged by the health checks in {_pct(mv.sensor_fault_share)}."
+    )
+    if mv.blamed:
+        text += " Sensors it blamed most when over: " + ", ".join(f"{s} ({share:.0%})" for s, share in mv.blamed) + "."
+    return text
 
 
 def _plot(view: AssetView, path: Path) -> None:
@@ -194,19 +255,40 @@ def _plot(view: AssetView, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sensors = list(view.envelopes)
-    fig, axes = plt.subplots(
-        len(sensors), 2, figsize=(12, 1.8 * len(sensors) + 0.6), squeeze=False, width_ratios=(4, 1), sharey="row"
-    )
-    for row, name in enumerate(sensors):
+    mv = view.model_view if view.model_view is not None and view.model_view.scored else None
+    top = 1 if mv is not None else 0
+    rows = len(sensors) + top
+    fig, axes = plt.subplots(rows, 2, figsize=(12, 1.8 * rows + 0.6), squeeze=False, width_ratios=(4, 1), sharey="row")
+    if mv is not None:
+        ax = axes[0, 0]
+        mid = ((mv.score.edges_us[:-1] + mv.score.edges_us[1:]) // 2).astype("datetime64[us]")
+        floor = 1e-3  # a log axis cannot show 0
+        ax.fill_between(
+            mid,
+            np.maximum(mv.score.low, floor),
+            np.maximum(mv.score.high, floor),
+            color="tab:red",
+            alpha=0.25,
+            linewidth=0,
+        )
+        ax.plot(mid, np.maximum(mv.score.median, floor), color="tab:red", linewidth=0.8)
+        ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--", label="threshold")
+        ax.set_yscale("log")
+        ax.set_ylabel("anomaly score", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7, loc="upper right")
+        axes[0, 1].axis("off")
+        axes[0, 1].text(0, 0.5, f"over threshold: {_pct(mv.alarm_share)}", fontsize=8, va="center")
+    for row, name in enumerate(sensors, start=top):
         env, series, hist = view.envelopes[name], axes[row, 0], axes[row, 1]
         mid = ((env.edges_us[:-1] + env.edges_us[1:]) // 2).astype("datetime64[us]")
         series.fill_between(mid, env.low, env.high, color="tab:blue", alpha=0.3, linewidth=0, label="min-max")
         series.plot(mid, env.median, color="tab:blue", linewidth=0.8, label="median")
         empty = env.count == 0
         if empty.any():
-            top = np.nanmax(env.high) if np.isfinite(env.high).any() else 1.0
-            bottom = np.nanmin(env.low) if np.isfinite(env.low).any() else 0.0
-            series.fill_between(mid, bottom, top, where=empty, color="0.85", step="mid", label="no reading")
+            upper = np.nanmax(env.high) if np.isfinite(env.high).any() else 1.0
+            lower = np.nanmin(env.low) if np.isfinite(env.low).any() else 0.0
+            series.fill_between(mid, lower, upper, where=empty, color="0.85", step="mid", label="no reading")
         if name in view.histograms:
             counts, edges = view.histograms[name]
             hist.stairs(counts, edges, orientation="horizontal", fill=True, color="tab:blue", alpha=0.6)
@@ -219,9 +301,9 @@ def _plot(view: AssetView, path: Path) -> None:
         series.set_ylabel(name, fontsize=8)
         series.tick_params(labelsize=7)
         hist.tick_params(labelsize=7)
-    axes[0, 0].legend(fontsize=7, loc="upper right", ncols=4)
+    axes[top, 0].legend(fontsize=7, loc="upper right", ncols=4)
     axes[0, 0].set_title(view.asset, fontsize=9)
-    axes[0, 1].set_title("distribution", fontsize=9)
+    axes[top, 1].set_title("distribution", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -8,6 +8,8 @@ report), the model in service and the period's quarantine, and shows progress wi
 from __future__ import annotations
 
 import fnmatch
+import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -19,7 +21,11 @@ from linewatch.core.config import LinewatchConfig
 from linewatch.serving.cli_common import ConfigOption, load_or_exit, make_console
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from linewatch.core.config_sections import AssetGroupConfig
+    from linewatch.models.datareport import ModelView
+    from linewatch.models.model import Model
     from linewatch.models.registry import Registry
 
 console = make_console(stderr=True)
@@ -82,7 +88,7 @@ def write_store_reports(
 ) -> list[Path]:
     """One report per group that has readings (``folder/<group>/report.md``); returns their paths."""
     from linewatch.ingest.reader import list_assets, scan_readings
-    from linewatch.models.datareport import asset_view, write_report
+    from linewatch.models.datareport import MAX_SCORED_WINDOWS, asset_view, write_report
     from linewatch.models.registry import Registry
 
     root = Path(cfg.data_root)
@@ -106,17 +112,22 @@ def write_store_reports(
                 continue
             end += timedelta(microseconds=1)  # the newest reading itself is in the period
             start = end - timedelta(hours=hours)
-            model, trained = _model_ranges(registry, g)
+            model, label = _champion(registry, g)
+            trained = {} if model is None else training_ranges(model)
+            stride = max(1, math.ceil(hours * 3600 / g.cadence_s / MAX_SCORED_WINDOWS))
             views, rows = [], 0
             for asset in assets:  # one asset's readings in memory at a time; a view keeps only what it draws
                 progress.update(task, description=f"{g.name}: {asset}")
                 readings = scan_readings(root, [asset], start, end).collect()
                 rows += readings.height
-                views.append(asset_view(readings, asset, g.cadence_s, start, end, trained))
+                view = asset_view(readings, asset, g.cadence_s, start, end, trained)
+                if model is not None and readings.height:
+                    view = replace(view, model_view=_model_view(model, readings, start, end, stride))
+                views.append(view)
                 progress.advance(task)
             quarantined = quarantined_between(root, start, end)
             path = write_report(
-                folder / g.name, g.name, start, end, views, model=model, quarantined=quarantined, plots=plots
+                folder / g.name, g.name, start, end, views, model=label, quarantined=quarantined, plots=plots
             )
             written.append(path)
             console.print(f"asset group {g.name}: {len(assets)} assets, {rows:,} readings -> {path}")
@@ -157,17 +168,36 @@ def register(store_app: typer.Typer) -> None:
             raise typer.Exit(code=1)
 
 
-def _model_ranges(registry: Registry, group: AssetGroupConfig) -> tuple[str | None, dict[str, tuple[float, float]]]:
-    """The group's model in service (``group/version``) and each sensor's training range; none without one."""
+def _champion(registry: Registry, group: AssetGroupConfig) -> tuple[Model | None, str | None]:
+    """The group's model in service and its name (``group/version``); None, None without one."""
     from linewatch.models.model import Model
     from linewatch.models.registry import RegistryError
 
     try:
         manifest, tensors, version = registry.load_champion(group.name)
-        model = Model.from_bundle(manifest, tensors, version)
+        return Model.from_bundle(manifest, tensors, version), f"{group.name}/{version}"
     except (RegistryError, ValueError, OSError, KeyError) as exc:
         console.print(f"asset group {group.name}: no model in service ({exc})")
-        return None, {}
+        return None, None
+
+
+def training_ranges(model: Model) -> dict[str, tuple[float, float]]:
+    """Each sensor's 0.1-99.9 % range of the readings the model was trained on (from its bundle)."""
     stats = model.preprocessor.stats
-    ranges = {s: (float(stats.p001[i]), float(stats.p999[i])) for i, s in enumerate(model.sensors)}
-    return f"{group.name}/{version}", ranges
+    return {s: (float(stats.p001[i]), float(stats.p999[i])) for i, s in enumerate(model.sensors)}
+
+
+def _model_view(model: Model, readings: pl.DataFrame, start: datetime, end: datetime, stride: int) -> ModelView:
+    """Score one asset's period with the model in service, as serving would (its own preprocessing)."""
+    from linewatch.models.datareport import model_view
+    from linewatch.models.simeval import score_asset
+    from linewatch.models.windows import MissingSensorsError
+
+    start_us, end_us = int(start.timestamp() * 1e6), int(end.timestamp() * 1e6)
+    try:
+        scored = score_asset(model, readings.select("ts", "sensor", "value"), stride)
+    except MissingSensorsError as exc:
+        return model_view(None, start_us, end_us, stride, note=f"the model needs {', '.join(exc.missing)}")
+    except ValueError as exc:  # e.g. too little data for one window
+        return model_view(None, start_us, end_us, stride, note=str(exc))
+    return model_view(scored, start_us, end_us, stride)

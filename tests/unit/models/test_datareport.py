@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,7 +10,17 @@ import numpy as np
 import polars as pl
 import pytest
 
-from linewatch.models.datareport import asset_view, envelope, outside_share, render_markdown, write_report
+from linewatch.models.datareport import (
+    AssetView,
+    ModelView,
+    asset_view,
+    envelope,
+    model_view,
+    outside_share,
+    render_markdown,
+    write_report,
+)
+from linewatch.models.model import ScoredWindows
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -77,3 +88,36 @@ def test_an_asset_without_readings_in_the_period_says_so() -> None:
     view = asset_view(_frame(), "pump-09", 10.0, T0, T0 + timedelta(hours=1))
     text = render_markdown("pumps", T0, T0 + timedelta(hours=1), [view], model=None)
     assert "## pump-09\n\nNo readings in the period." in text
+
+
+def test_model_view_shares_and_the_sensors_blamed_when_over_the_threshold() -> None:
+    n = 4
+    scored = ScoredWindows(
+        end_ts=(np.array([0, 10, 20, 30]) * 1_000_000).astype("datetime64[us]"),
+        raw_score=np.zeros(n),
+        anomaly_score=np.array([0.5, 2.0, 3.0, 5.0]),
+        failure_risk=np.zeros(n),
+        contributions=np.array([[1.0, 0, 0], [0.2, 0.8, 0], [0.4, 0.6, 0], [0.5, 0.5, 0]]),
+        expected=np.zeros((n, 3)),
+        actual=np.zeros((n, 3)),
+        health=np.array([[0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 3]], dtype=np.int8),
+        valid=np.array([True, True, True, False]),  # the last window's score is not trusted: not counted
+        sensors=("a", "b", "c"),
+    )
+    mv = model_view(scored, 0, 40_000_000, stride=10, bins=4)
+    assert mv.scored == 4 and mv.alarm_share == pytest.approx(2 / 3) and mv.sensor_fault_share == 0.25
+    assert mv.blamed == (("b", pytest.approx(0.7)), ("a", pytest.approx(0.3)))  # c contributed nothing
+    assert mv.score.high.tolist()[:3] == [0.5, 2.0, 3.0] and np.isnan(mv.score.high[3])
+    text = render_markdown("g", T0, T0 + timedelta(seconds=40), [_view_with(mv)], model="g/v1")
+    assert "(4 windows, one every 10 steps): anomaly score at or over the threshold in 66.7% of them" in text
+    assert "blamed most when over: b (70%), a (30%)." in text
+    missing = model_view(None, 0, 40_000_000, stride=1, note="the model needs torque")
+    assert missing.scored == 0
+    assert "Model's view: not scored (the model needs torque)." in render_markdown(
+        "g", T0, T0, [_view_with(missing)], model="g/v1"
+    )
+
+
+def _view_with(mv: ModelView) -> AssetView:
+    base = asset_view(_frame(), "pump-02", 10.0, T0, T0 + timedelta(hours=1))
+    return replace(base, model_view=mv)

@@ -78,6 +78,15 @@ def test_report_per_group_against_the_model_in_service(site: Path) -> None:
 
     assert outside("pump-02", "flow") > 0.9  # 3x its training range: the report says so
     assert outside("pump-01", "flow") < 0.05
+
+    def verdict(asset: str) -> tuple[float, str]:
+        line = next(x for x in text.split(f"## {asset}")[1].splitlines() if x.startswith("Model's view ("))
+        share = float(line.split("threshold in ")[1].split("%")[0]) / 100
+        return share, line.split("blamed most when over: ")[1] if "blamed most" in line else ""
+
+    alarmed, blamed = verdict("pump-02")
+    assert alarmed > 0.5 and blamed.startswith("flow (")  # the model sees it too, and points at the flow
+    assert verdict("pump-01")[0] < 0.05
     assert not (out / "presses").exists()
 
 
