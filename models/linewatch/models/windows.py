@@ -403,15 +403,21 @@ _US_PER_HOUR: Final = 3_600_000_000
 
 
 def hourly_medians(values: F64, observed: npt.NDArray[np.bool_], ts_us: npt.NDArray[np.int64]) -> F64:
-    """``(24, S)``: the median observed value of each sensor per UTC clock hour; NaN for an hour without one."""
-    hour = (ts_us // _US_PER_HOUR) % HOURS_PER_DAY
+    """``(24, S)``: the median observed value of each sensor per UTC clock hour; NaN for an hour without one.
+
+    Rows are sorted by hour once, so each value is copied once however many hours and sensors there are.
+    """
+    hour = (np.asarray(ts_us, dtype=np.int64) // _US_PER_HOUR) % HOURS_PER_DAY
+    order = np.argsort(hour, kind="stable")
+    bounds = np.searchsorted(hour[order], np.arange(HOURS_PER_DAY + 1))
     out = np.full((HOURS_PER_DAY, values.shape[1]), np.nan)
-    for h in np.unique(hour):
-        rows = hour == h
-        for j in range(values.shape[1]):
-            v = values[rows & observed[:, j], j]
-            if v.size:
-                out[h, j] = np.median(v)
+    for h in range(HOURS_PER_DAY):
+        rows = order[bounds[h] : bounds[h + 1]]
+        seen = observed[rows]
+        has = seen.any(axis=0)
+        if has.any():
+            block = np.where(seen[:, has], values[rows][:, has], np.nan)
+            out[h, has] = np.nanmedian(block, axis=0)
     return out
 
 
