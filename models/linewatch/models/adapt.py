@@ -180,7 +180,9 @@ def related_levels(
         X[:, :, :n_sensors] = (new_windows.raw[seen] - stats.median) / stats.scale
         X[:, :, :n_sensors] = np.where(np.isfinite(X[:, :, :n_sensors]), X[:, :, :n_sensors], 0.0)
         unexplained = (X[:, -1, :n_sensors] - detector.expected(X)[:, :n_sensors]).mean(axis=0) - own
-        adapted = replace(adapted, stats_=replace(stats, median=stats.median + unexplained * stats.scale))
+        shift = unexplained * stats.scale
+        profile = None if adapted.daily_median_ is None else adapted.daily_median_ + shift  # moves with the level
+        adapted = replace(adapted, stats_=replace(stats, median=stats.median + shift), daily_median_=profile)
     return adapted
 
 

@@ -87,7 +87,7 @@ def write_store_reports(
     cfg: LinewatchConfig, groups: list[AssetGroupConfig], hours: float, folder: Path, *, plots: bool = True
 ) -> list[Path]:
     """One report per group that has readings (``folder/<group>/report.md``); returns their paths."""
-    from linewatch.ingest.reader import list_assets, scan_readings
+    from linewatch.ingest.reader import SkippedFile, list_assets, scan_readings
     from linewatch.models.datareport import MAX_SCORED_WINDOWS, asset_view, write_report
     from linewatch.models.registry import Registry
 
@@ -116,9 +116,10 @@ def write_store_reports(
             trained = {} if model is None else training_ranges(model)
             stride = max(1, math.ceil(hours * 3600 / g.cadence_s / MAX_SCORED_WINDOWS))
             views, rows = [], 0
+            skipped: list[SkippedFile] = []
             for asset in assets:  # one asset's readings in memory at a time; a view keeps only what it draws
                 progress.update(task, description=f"{g.name}: {asset}")
-                readings = scan_readings(root, [asset], start, end).collect()
+                readings = scan_readings(root, [asset], start, end, skipped=skipped).collect()
                 rows += readings.height
                 view = asset_view(readings, asset, g.cadence_s, start, end, trained)
                 if model is not None and readings.height:
@@ -130,6 +131,8 @@ def write_store_reports(
                 folder / g.name, g.name, start, end, views, model=label, quarantined=quarantined, plots=plots
             )
             written.append(path)
+            if skipped:  # the reader logged each; the person running the report should see it too
+                console.print(f"[yellow]asset group {g.name}: {len(skipped)} unreadable store files skipped[/yellow]")
             console.print(f"asset group {g.name}: {len(assets)} assets, {rows:,} readings -> {path}")
     return written
 

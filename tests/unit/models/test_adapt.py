@@ -119,6 +119,8 @@ def test_levels_are_moved_until_the_source_relations_hold_on_the_new_hours() -> 
     out = related_levels(carried, source, None, seen)
     # The relation fixes the difference between the two levels (which of them moved, it cannot tell).
     assert out.stats.median[1] - out.stats.median[0] == pytest.approx(0.8, abs=0.05)
+    assert out.daily_median_ is not None and own.daily_median_ is not None  # the profile moves with the level
+    np.testing.assert_allclose(out.daily_median_[0] - carried.daily_median_[0], out.stats.median)
     np.testing.assert_array_equal(out.stats.scale, carried.stats.scale)
     rescaled = out.transform(hours)
     residual = (rescaled.X[:, -1, :] - detector.expected(rescaled.X)).mean(axis=0)

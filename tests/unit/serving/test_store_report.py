@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -97,3 +98,17 @@ def test_report_refuses_an_unknown_group_and_an_empty_store(site: Path, tmp_path
     empty.write_text(CONFIG.format(home=tmp_path))
     res = CliRunner().invoke(app, ["store", "report", "--config", str(empty)])
     assert res.exit_code == 1 and "no readings under" in res.output
+
+
+def test_a_corrupt_store_file_is_skipped_and_said(site: Path, tmp_path: Path) -> None:
+    shutil.copytree(site / "data", tmp_path / "data")
+    (tmp_path / "lw.yaml").write_text(CONFIG.format(home=tmp_path))
+    day = next((tmp_path / "data" / "raw" / "asset=pump-01").iterdir())
+    (day / "zz-damaged.parquet").write_bytes(b"PAR1 not really parquet")
+    res = CliRunner().invoke(
+        app, ["store", "report", "--config", str(tmp_path / "lw.yaml"), "--hours", "1", "--no-plots"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "asset group pumps: 1 unreadable store files skipped" in res.output
+    (report,) = (tmp_path / "data" / "reports").glob("store-*/pumps/report.md")
+    assert "## pump-01" in report.read_text() and not list(report.parent.glob("*.png"))
