@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -376,6 +377,13 @@ class ModelsConfig(_Section):
         if len(set(names)) != len(names):
             raise ValueError("asset group names must be unique")
         return self
+
+    def group_of(self, asset: str) -> AssetGroupConfig | None:
+        """The group that owns ``asset``: the first whose patterns match it (serving scores it with that model)."""
+        for group in self.asset_groups:
+            if any(fnmatch.fnmatchcase(asset, pattern) for pattern in group.assets):
+                return group
+        return None
 
 
 class StorageConfig(_Section):

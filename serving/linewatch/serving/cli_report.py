@@ -7,7 +7,6 @@ report), the model in service and the period's quarantine, and shows progress wi
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -32,13 +31,11 @@ console = make_console(stderr=True)
 
 
 def group_assets(cfg: LinewatchConfig, available: list[str]) -> dict[str, list[str]]:
-    """Assets per asset group, each in the first group whose patterns match it (as serving assigns them)."""
+    """Assets per asset group, as serving assigns them (:meth:`ModelsConfig.group_of`)."""
     out: dict[str, list[str]] = {g.name: [] for g in cfg.models.asset_groups}
     for asset in available:
-        for group in cfg.models.asset_groups:
-            if any(fnmatch.fnmatchcase(asset, pattern) for pattern in group.assets):
-                out[group.name].append(asset)
-                break
+        if (group := cfg.models.group_of(asset)) is not None:
+            out[group.name].append(asset)
     return out
 
 

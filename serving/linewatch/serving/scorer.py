@@ -7,7 +7,6 @@ test without sockets: the publisher and the clock are injected.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import math
 import time
@@ -107,10 +106,8 @@ class Scorer:
 
     # -- models ----------------------------------------------------------------------------------------
     def group_of(self, asset: str) -> str | None:
-        for group in self.cfg.models.asset_groups:
-            if any(fnmatch.fnmatchcase(asset, pattern) for pattern in group.assets):
-                return group.name
-        return None
+        group = self.cfg.models.group_of(asset)
+        return None if group is None else group.name
 
     def refresh_models(self) -> None:
         """Load each group's champion when it changed; a refused bundle leaves the running model in place."""
