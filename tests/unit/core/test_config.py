@@ -225,3 +225,19 @@ def test_sparkplug_needs_no_template_but_json_does(tmp_path: Path) -> None:
     assert cfg.ingest.subscriptions[0].template is None
     problems = _problems(tmp_path, {"ingest": {"subscriptions": [{"topic": "a/+", "decoder": "json_record"}]}})
     assert any(p.startswith("ingest.subscriptions.0") and "template" in p for p in problems)
+
+
+def test_an_asset_belongs_to_the_first_group_that_matches_it() -> None:
+    from linewatch.core.config_sections import AssetGroupConfig, ModelsConfig
+
+    models = ModelsConfig(
+        asset_groups=[
+            AssetGroupConfig(name="big-pumps", assets=["pump-1*"]),
+            AssetGroupConfig(name="pumps", assets=["pump-*"]),
+            AssetGroupConfig(name="press", assets=["press-01"]),
+        ]
+    )
+    assert models.group_of("pump-12") is models.asset_groups[0]  # both pump groups match: the first wins
+    assert models.group_of("pump-02") is models.asset_groups[1]
+    assert models.group_of("press-01") is models.asset_groups[2]
+    assert models.group_of("press-02") is None and models.group_of("fan-01") is None
