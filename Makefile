@@ -22,7 +22,7 @@ help:
 	@echo "make typecheck  mypy on ingest models serving"
 	@echo "make train      train a model per asset group from the store (CONFIG=...)"
 	@echo "make retrain    train on the latest data; promote only if no worse than the champion"
-	@echo "make evaluate   SKAB, SMD and TEP benchmarks (data: LINEWATCH_BENCH_DATA or ../shared/data); .eval/"
+	@echo "make evaluate   SKAB, SMD, TEP and C-MAPSS benchmarks (data: LINEWATCH_BENCH_DATA or ../shared/data); .eval/"
 	@echo "make evaluate-variants  opt-in rules and every other detector on the same benchmarks (~13 min on 2 cores); .eval/variants/"
 	@echo "make bench      benchmarks (not part of make test); JSON results under .bench/"
 
@@ -69,6 +69,7 @@ evaluate: $(STAMP)
 	$(BIN)/linewatch evaluate skab --data $(BENCH_DATA)/skab --out .eval/skab.json --report .eval/skab
 	$(BIN)/linewatch evaluate smd --data $(BENCH_DATA)/smd --out .eval/smd.json --report .eval/smd
 	$(BIN)/linewatch evaluate tep --data $(BENCH_DATA)/tep --out .eval/tep.json --report .eval/tep
+	$(BIN)/linewatch evaluate cmapss --data $(BENCH_DATA)/cmapss --out .eval/cmapss.json --report .eval/cmapss
 
 # Opt-in rules and other detectors on the same protocols (each YAML says why it is not the committed config);
 # results under .eval/variants/<variant>/, for the comparisons the README quotes.

@@ -1,4 +1,4 @@
-"""``linewatch evaluate {skab,smd,tep} --data DIR --out RESULT.json [--report DIR]`` (DESIGN §8)."""
+"""``linewatch evaluate {skab,smd,tep,cmapss} --data DIR --out RESULT.json [--report DIR]`` (DESIGN §8)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ class Dataset(StrEnum):
     skab = "skab"
     smd = "smd"
     tep = "tep"
+    cmapss = "cmapss"
 
 
 def default_data(dataset: str) -> Path:
@@ -31,7 +32,7 @@ def default_data(dataset: str) -> Path:
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate(
-        dataset: Annotated[Dataset, typer.Argument(help="Benchmark format: skab, smd or tep.")],
+        dataset: Annotated[Dataset, typer.Argument(help="Benchmark format: skab, smd, tep or cmapss.")],
         out: Annotated[Path, typer.Option("--out", help="Write the JSON result here.", dir_okay=False)],
         data: Annotated[
             Path | None,

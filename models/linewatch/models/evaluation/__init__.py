@@ -1,4 +1,4 @@
-"""``linewatch evaluate``: the shipped pipeline measured on public benchmarks (SKAB, SMD, TEP).
+"""``linewatch evaluate``: the shipped pipeline measured on public benchmarks (SKAB, SMD, TEP, C-MAPSS).
 
 Each protocol module loads its format, trains and scores through :mod:`linewatch.models.evaluation.pipeline`
 (the same preprocessing, detectors, calibration and :meth:`Model.score` that serving uses) and computes the
@@ -15,7 +15,7 @@ from linewatch.models.evaluation.config import EvalConfig, load_eval_config
 from linewatch.models.evaluation.pipeline import EvaluationError
 from linewatch.models.evaluation.result import EvalResult
 
-DATASETS = ("skab", "smd", "tep")
+DATASETS = ("skab", "smd", "tep", "cmapss")
 
 
 def run_dataset(dataset: str, data: Path, cfg: EvalConfig, say: Callable[[str], None] | None = None) -> EvalResult:
@@ -34,6 +34,10 @@ def run_dataset(dataset: str, data: Path, cfg: EvalConfig, say: Callable[[str], 
         from linewatch.models.evaluation.tep import evaluate_tep
 
         return evaluate_tep(data, cfg, say)
+    if dataset == "cmapss":
+        from linewatch.models.evaluation.cmapss import evaluate_cmapss
+
+        return evaluate_cmapss(data, cfg, say)
     raise EvaluationError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
 
 

@@ -7,13 +7,13 @@ from results on the benchmark files:
 * ``pca_t2q`` everywhere: the detector linewatch ships as default (classic multivariate SPC, T² + Q), cheap on
   two CPU cores, with an exact per-sensor decomposition for attribution.
 * 10-step windows (the detector's default ``score_steps``): 10 s on SKAB (1 Hz), 10 min on SMD (1 min),
-  30 min on TEP (3 min). Long enough to average single-sample noise, short enough that detection delay stays a
-  few steps.
+  30 min on TEP (3 min), 10 flight cycles on C-MAPSS. Long enough to average single-sample noise, short enough
+  that detection delay stays a few steps.
 * Thresholds at the 0.99 quantile of held-out normal scores: the 99 % control limit of the SPC literature that
   the published TEP baselines use; no per-file or per-dataset tuning.
 * A quarter of the training data is held out for calibration where the protocol allows a split (SKAB's 400
   rows: fit on 300, calibrate on 100; SMD's train: interleaved cycles as ``linewatch train`` does); TEP's
-  protocol names its calibration file.
+  protocol names its calibration file; C-MAPSS's protocol names its calibration engines.
 * The training data-quality filter (flat-lined, constant, sparse sensors left out) runs as in ``linewatch
   train``; a left-out sensor scores zero contribution in attribution.
 """
@@ -55,6 +55,7 @@ class EvalConfig(BaseModel):
     skab: DatasetEval = Field(default_factory=DatasetEval)
     smd: DatasetEval = Field(default_factory=DatasetEval)
     tep: DatasetEval = Field(default_factory=DatasetEval)
+    cmapss: DatasetEval = Field(default_factory=DatasetEval)
     skab_train_rows: int = Field(400, ge=20, description="SKAB protocol: rows per file for fit and threshold.")
     nab_window_s: float = Field(60.0, gt=0, description="NAB window to the right of each true changepoint.")
     vus_window: int = Field(100, ge=0, description="VUS-PR buffer width (TSB-AD's default slidingWindow).")
