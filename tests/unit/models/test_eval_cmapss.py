@@ -72,5 +72,6 @@ def test_fd001_through_the_harness(tmp_path: Path) -> None:
     assert {"s1", "s5", "s10", "s16", "s18", "s19"} <= set(summary["excluded_sensors"])
     # Degradation is what the data set is: the risk must rise towards the failure on most engines.
     assert summary["median_risk_trend"] > 0.5
+    assert not any(series.label.any() for series in result.series)  # no labels: the report shades nothing
     report = write_report(result, tmp_path / "report", plots=False).read_text()
     assert "| median_lead_cycles |" in report and "| engine 71 |" in report
