@@ -152,7 +152,7 @@ def asset_view(
     """The view of one asset's long readings (``ts, asset, sensor, value``) over ``[start, end)``."""
     mine = readings.filter(pl.col("asset") == asset).select("ts", "sensor", "value")
     quality = summarise(mine, cadence_s) if mine.height else QualityReport(cadence_s, 10)
-    start_us, end_us = _us(start), _us(end)
+    start_us, end_us = epoch_us(start), epoch_us(end)
     envelopes: dict[str, Envelope] = {}
     histograms: dict[str, tuple[F64, F64]] = {}
     outside: dict[str, float] = {}
@@ -172,7 +172,8 @@ def asset_view(
     return AssetView(asset, quality, envelopes, histograms, shown, outside)
 
 
-def _us(moment: datetime) -> int:
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since the epoch of a timezone-aware moment (the store's time unit)."""
     return int(moment.astimezone(UTC).timestamp() * 1_000_000)
 
 

@@ -189,11 +189,11 @@ def training_ranges(model: Model) -> dict[str, tuple[float, float]]:
 
 def _model_view(model: Model, readings: pl.DataFrame, start: datetime, end: datetime, stride: int) -> ModelView:
     """Score one asset's period with the model in service, as serving would (its own preprocessing)."""
-    from linewatch.models.datareport import model_view
+    from linewatch.models.datareport import epoch_us, model_view
     from linewatch.models.simeval import score_asset
     from linewatch.models.windows import MissingSensorsError
 
-    start_us, end_us = int(start.timestamp() * 1e6), int(end.timestamp() * 1e6)
+    start_us, end_us = epoch_us(start), epoch_us(end)
     try:
         scored = score_asset(model, readings.select("ts", "sensor", "value"), stride)
     except MissingSensorsError as exc:
