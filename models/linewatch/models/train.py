@@ -241,7 +241,11 @@ def train_group(
             "of history"
         )
 
-    rules = UsabilityRules(max_unit_root_p=group.training.max_unit_root_p)
+    # The wandering-level rule asks whether these hours are long enough to learn a sensor's level. An adapted
+    # model's levels come from the source's daily profile and relations instead, so the rule does not apply: on the
+    # few hours adaptation is for, it would otherwise reject the bearing temperature the source needs.
+    wander_p = group.training.max_unit_root_p if adapt_from is None else None
+    rules = UsabilityRules(max_unit_root_p=wander_p)
     report = summarise(readings, group.cadence_s, wander_p=rules.max_unit_root_p)
     usable, excluded = usable_sensors(report, rules)
     if adapt_from is not None:

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from linewatch.core.config import AssetGroupConfig
+from linewatch.core.config import AssetGroupConfig, TrainingConfig
 from linewatch.ingest.labels import FaultLabel
 from linewatch.ingest.records import Reading
 from linewatch.ingest.simulate import AssetSpec, Plant, PlantConfig
@@ -211,6 +211,19 @@ def test_adapted_model_keeps_detector_and_threshold_and_fits_the_new_pump(
     assert hot.mean() >= 0.5
     blamed = {adapted.sensors[int(j)] for j in scored.contributions[hot].argmax(axis=1)}
     assert blamed & {"pressure", "flow"}
+
+
+def test_the_wandering_level_rule_does_not_stop_an_adaptation(plant: Setup) -> None:
+    """Three hours of the new pump are too few to learn its bearing's level, which is why the level is carried."""
+    root, registry, _, _ = plant
+    source = load_source(registry, "pumps")
+    training = TrainingConfig(max_unit_root_p=0.05)
+    group = AssetGroupConfig(name="ruled-pumps", assets=["pump-02"], training=training)
+    # Trained on the same three hours, the rule leaves sensors out; adapting, every one of the source's is kept.
+    with pytest.raises(TrainingError, match="level wanders"):
+        train_group(root / "store", group.model_copy(update={"sensors": list(source.sensors)}), registry)
+    report = train_group(root / "store", group, registry, adapt_from=source)
+    assert report.promoted and report.sensors == list(source.sensors)
 
 
 def test_source_by_version_and_by_bundle_directory(
