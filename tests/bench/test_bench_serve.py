@@ -31,6 +31,8 @@ from linewatch.ingest.store import ParquetStore
 from linewatch.models import train as train_module
 from linewatch.models.registry import Registry
 from linewatch.models.train import train_group
+from linewatch.serving.buffers import to_model_windows
+from linewatch.serving.lookback import Lookback
 from linewatch.serving.metrics import ServeMetrics
 from linewatch.serving.scorer import Scorer
 from tests.integration.conftest import BrokerFactory, free_port
@@ -81,7 +83,10 @@ def _capacity(tmp: Path, *, slow_inputs: bool = False) -> dict[str, Any]:
     scorer.refresh_models()
     scorer.backfill()
     os.sched_setaffinity(0, {0})
-    follow_s, score_s, total_s = [], [], []
+    follow_s, score_s, total_s, kept_s, full_s = [], [], [], [], []
+    (runtime,) = scorer.groups.values()
+    spec = runtime.model.preprocessor.spec
+    kept = Lookback(runtime.buffers, runtime.model.preprocessor)  # a second one, timed alone
     try:
         for tick in range(10):
             store.write_readings(_readings(assets, now_s - 10 + tick, 1, rng))  # one ingest flush per tick
@@ -89,15 +94,33 @@ def _capacity(tmp: Path, *, slow_inputs: bool = False) -> dict[str, Any]:
             result = scorer.follower.poll()
             t1 = time.perf_counter()
             scorer._route(result.frame)
-            n = sum(scorer._score_group(rt, time.time()) for rt in scorer.groups.values())
+            now = time.time()
+            n = sum(scorer._score_group(rt, now) for rt in scorer.groups.values())
             t2 = time.perf_counter()
             assert n == N_ASSETS
             follow_s.append(t1 - t0)
             score_s.append(t2 - t1)
             total_s.append(t2 - t0)
+            # The windows alone, kept look-back against the full computation it replaced (same buffers, same
+            # instant): the ratio is this run's own baseline.
+            now_us = int((now - cfg.ingest.flush_interval_s - cfg.serve.interval_s) * 1e6)
+            t3 = time.perf_counter()
+            got, _ = kept.windows(sorted(runtime.assets), now_us)
+            t4 = time.perf_counter()
+            full = runtime.buffers.latest_time_major(
+                sorted(runtime.assets), spec.length + spec.history_steps, spec.max_gap_steps, now_us=now_us
+            )
+            want = to_model_windows(*full, runtime.model.preprocessor, spec, time_major=True)
+            t5 = time.perf_counter()
+            np.testing.assert_array_equal(got.X, want.X)
+            kept_s.append(t4 - t3)
+            full_s.append(t5 - t4)
     finally:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
     return {
+        "windows_kept_lookback_median_s": float(np.median(kept_s[1:])),  # the first tick builds it
+        "windows_full_computation_median_s": float(np.median(full_s[1:])),
+        "windows_speedup": float(np.median(full_s[1:]) / np.median(kept_s[1:])),
         "assets": N_ASSETS,
         "sensors": len(SENSORS),
         "detector": "pca_t2q" + (" with lag and time-of-day inputs" if slow_inputs else ""),
@@ -195,7 +218,7 @@ def _live(tmp: Path, broker_factory: BrokerFactory) -> dict[str, Any]:
 
 
 def test_bench_serve(tmp_path: Path, mosquitto_factory: BrokerFactory) -> None:
-    results = {
+    results: dict[str, Any] = {
         "capacity": _capacity(tmp_path / "capacity"),
         "capacity_slow_inputs": _capacity(tmp_path / "capacity-inputs", slow_inputs=True),
         "live": _live(tmp_path / "live", mosquitto_factory),

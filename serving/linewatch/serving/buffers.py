@@ -120,6 +120,7 @@ class BufferSet:
         self._rows: dict[str, int] = {}
         self._names: list[str] = []
         self._warned_full = False
+        self._trackers: list[ChangeTracker] = []
         self._alloc(0)
 
     # ------------------------------------------------------------------------------------------------ storage
@@ -208,7 +209,17 @@ class BufferSet:
         np.add.at(self._sums, (row, slot, col), value)
         np.add.at(self._counts, (row, slot, col), 1)
         stats.readings_added += int(k.size)
+        if self._trackers:
+            oldest = int(k.min())
+            for tracker in self._trackers:
+                tracker.mark(oldest)
         return int(k.size)
+
+    def track(self) -> ChangeTracker:
+        """A tracker of the oldest bin written from now on (for caches of derived data, e.g. the look-back)."""
+        tracker = ChangeTracker()
+        self._trackers.append(tracker)
+        return tracker
 
     # ------------------------------------------------------------------------------------------------ reading
 
@@ -235,6 +246,24 @@ class BufferSet:
         values, observed = self._gather(np.array([row]), np.array([self._head[row]]), self.capacity)
         bins = (self._head[row] - self.capacity + 1 + np.arange(self.capacity)) * self.cadence_us
         return AssetBuffer(asset, bins.astype(np.int64), values[:, 0], observed[:, 0], newest)
+
+    def rows_of(self, assets: Sequence[str]) -> I64:
+        """Each asset's ring row, -1 for an asset without one."""
+        return np.array([self._rows.get(a, -1) for a in assets], dtype=np.int64)
+
+    def lowest_held(self, rows: I64) -> int:
+        """The oldest bin that every ring of ``rows`` still holds (older bins may have been overwritten)."""
+        known = rows[rows >= 0]
+        heads = self._head[known]
+        heads = heads[heads != _EMPTY]
+        return int(heads.max()) - self.capacity + 1 if heads.size else _EMPTY
+
+    def filled_time_major(self, rows: I64, end_bin: int, steps: int, max_gap: int) -> tuple[F64, Bools]:
+        """The ``steps`` bins ending at ``end_bin`` of ``rows``, time first, filled forward within ``max_gap``
+        with the bins before them as context: what :meth:`latest_time_major` returns for those bins."""
+        values, observed = self._gather(rows, np.full(rows.shape[0], end_bin, dtype=np.int64), steps + max_gap)
+        _fill_time_major(values, observed, max_gap)
+        return values[max_gap:], observed[max_gap:]
 
     def _gather(self, rows: I64, end_bins: I64, steps: int) -> tuple[F64, Bools]:
         """Bin means ``(steps, n, S)``, time first, NaN where unobserved, for the bins ending at ``end_bins``.
@@ -304,6 +333,20 @@ class BufferSet:
         return LatestWindows(values[max_gap:], observed[max_gap:], end_bins * self.cadence_us)
 
 
+@dataclass(slots=True)
+class ChangeTracker:
+    """The oldest bin :meth:`BufferSet.add` wrote since :meth:`take` was last called (None: nothing written)."""
+
+    oldest: int | None = None
+
+    def mark(self, bin_index: int) -> None:
+        self.oldest = bin_index if self.oldest is None else min(self.oldest, bin_index)
+
+    def take(self) -> int | None:
+        oldest, self.oldest = self.oldest, None
+        return oldest
+
+
 def _fill_time_major(values: F64, observed: Bools, max_gap: int) -> None:
     """Fill NaN cells of ``(T, ...)`` arrays in place from the last observed value at most ``max_gap`` steps back.
 
@@ -346,30 +389,58 @@ def to_model_windows(
     for the window's rows.
     """
     spec = spec or preprocessor.spec
-    stats = preprocessor.stats
-    if time_major:
-        steps_in, n, n_s = values.shape
-    else:
-        n, steps_in, n_s = values.shape
+    steps_in, n_s = values.shape[0 if time_major else 1], values.shape[2]
     history = spec.history_steps
     if steps_in != spec.length + history or n_s != len(preprocessor.sensors_) or observed.shape != values.shape:
         raise ValueError(
             f"windows shaped {values.shape} do not fit length {spec.length} + history {history} and "
             f"{len(preprocessor.sensors_)} sensors"
         )
-    length = spec.length
-    ts = np.asarray(end_ts, dtype=np.int64)[:, None] - spec.cadence_us * np.arange(steps_in - 1, -1, -1)[None, :]
+    tm_values = values if time_major else values.transpose(1, 0, 2)
+    tm_observed = observed if time_major else observed.transpose(1, 0, 2)
+    scaled = scale_lookback(tm_values, preprocessor) if spec.lag_s else None
+    return windows_from_lookback(tm_values, tm_observed, end_ts, scaled, preprocessor, spec)
+
+
+def scale_lookback(values: F64, preprocessor: Preprocessor) -> F64:
+    """Time-first bins ``(T, n, S)`` scaled by the preprocessor, NaN as 0: what the lag inputs filter.
+
+    Time-first order keeps each step's (asset, sensor) block contiguous, which the lag filter's weighted sum and
+    recursion read; this array spans every asset's look-back, the bulk of a tick's memory traffic.
+    """
+    stats = preprocessor.stats
+    scaled = np.empty(values.shape)
+    np.subtract(values, stats.median, out=scaled)
+    scaled /= stats.scale
+    scaled[np.isnan(scaled)] = 0.0
+    return scaled
+
+
+def windows_from_lookback(
+    values: F64,
+    observed: Bools,
+    end_ts: I64,
+    scaled: F64 | None,
+    preprocessor: Preprocessor,
+    spec: WindowSpec | None = None,
+) -> Windows:
+    """The model windows from time-first filled bins ending at ``end_ts`` (at least the window's ``length``; only
+    the last ``length`` are read) and, for lag inputs, the scaled look-back ``scaled`` (:func:`scale_lookback` of
+    the window and its ``history_steps`` bins), which serving keeps up to date bin by bin
+    (:class:`linewatch.serving.lookback.Lookback`) instead of rescaling it every tick.
+    """
+    spec = spec or preprocessor.spec
+    stats = preprocessor.stats
+    steps_in, n, n_s = values.shape
+    length, history = spec.length, spec.history_steps
+    if steps_in < length or n_s != len(preprocessor.sensors_) or observed.shape != values.shape:
+        raise ValueError(f"windows shaped {values.shape} do not hold {length} steps of {n_s} sensors")
+    ts = np.asarray(end_ts, dtype=np.int64)[:, None] - spec.cadence_us * np.arange(length - 1, -1, -1)[None, :]
     cut = replace(spec, stride=length, max_gap_steps=0, lag_s=0.0, daily=False)
-    if time_major:  # only the window's rows are needed asset-first
-        win_values = values[history:].transpose(1, 0, 2).reshape(n * length, n_s)
-        win_observed = observed[history:].transpose(1, 0, 2).reshape(n * length, n_s)
-    else:
-        win_values = values[:, history:].reshape(n * length, n_s)
-        win_observed = observed[:, history:].reshape(n * length, n_s)
-    windows = make_windows(
-        win_values,
-        win_observed,
-        ts[:, history:].reshape(n * length),
+    windows = make_windows(  # only the window's rows are needed asset-first
+        values[steps_in - length :].transpose(1, 0, 2).reshape(n * length, n_s),
+        observed[steps_in - length :].transpose(1, 0, 2).reshape(n * length, n_s),
+        ts.reshape(n * length),
         cut,
         center=stats.median,
         scale=stats.scale,
@@ -379,17 +450,12 @@ def to_model_windows(
         return replace(windows, spec=spec)
     parts = []
     if spec.lag_s:  # over each asset's whole series, as in training; only the window's rows are needed
-        # Scaled into time-first order (each step's (asset, sensor) block contiguous, what the lag filter's
-        # weighted sum and recursion read), with NaN set to 0 in place: this array spans every asset's
-        # look-back, the bulk of a tick's memory traffic.
-        scaled = np.empty((steps_in, n, n_s))
-        np.subtract(values if time_major else values.transpose(1, 0, 2), stats.median, out=scaled)
-        scaled /= stats.scale
-        scaled[np.isnan(scaled)] = 0.0
+        if scaled is None or scaled.shape != (length + history, n, n_s):
+            raise ValueError(f"lag inputs need the scaled look-back of {length + history} steps")
         lagged = lag_filter(scaled, spec.lag_steps, history, axis=0, last=length)
         lagged[np.isnan(lagged)] = 0.0
         parts.append(lagged.transpose(1, 0, 2))
     if spec.daily:
-        parts.append(time_of_day(ts[:, history:]))
+        parts.append(time_of_day(ts))
     X = np.concatenate([windows.X, *(p.astype(np.float32) for p in parts)], axis=2)
     return replace(windows, X=X, spec=spec)

@@ -25,8 +25,9 @@ from linewatch.models.health import STATUS_NAMES
 from linewatch.models.model import Model, ModelMismatchError
 from linewatch.models.registry import Registry, RegistryError
 from linewatch.serving.alerts import AlertPolicy, AlertPolicyConfig, AlertState, Transition
-from linewatch.serving.buffers import BufferSet, capacity_for, to_model_windows
+from linewatch.serving.buffers import BufferSet, capacity_for
 from linewatch.serving.follower import StoreFollower
+from linewatch.serving.lookback import Lookback
 from linewatch.serving.metrics import SEVERITIES, ServeMetrics
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,10 @@ class GroupRuntime:
     buffers: BufferSet
     assets: set[str] = field(default_factory=set)
     policies: dict[str, AlertPolicy] = field(default_factory=dict)
+    lookback: Lookback = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lookback = Lookback(self.buffers, self.model.preprocessor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,10 +300,7 @@ class Scorer:
         # Readings reach the store up to one ingest flush (plus one of our ticks) after they were taken, so the
         # newest window ends that much before now: otherwise its last bins would always look silent.
         lag_s = self.cfg.ingest.flush_interval_s + self.cfg.serve.interval_s
-        values, observed, end_ts = runtime.buffers.latest_time_major(
-            assets, spec.length + spec.history_steps, spec.max_gap_steps, now_us=int((now - lag_s) * 1e6)
-        )
-        windows = to_model_windows(values, observed, end_ts, model.preprocessor, spec, time_major=True)
+        windows, (_, observed, end_ts) = runtime.lookback.windows(assets, now_us=int((now - lag_s) * 1e6))
         out = model.score(windows)
         # A window whose newest steps hold no reading at all (beyond the fill bound) says nothing about the
         # machine now: its score would describe filled-in medians. Treat it as invalid; health reports silence.
