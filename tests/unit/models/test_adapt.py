@@ -23,7 +23,7 @@ from linewatch.ingest.labels import FaultLabel
 from linewatch.ingest.records import Reading
 from linewatch.ingest.simulate import AssetSpec, Plant, PlantConfig
 from linewatch.ingest.store import ParquetStore
-from linewatch.models.adapt import AdaptSourceError, adapted_scaling, load_source, related_levels
+from linewatch.models.adapt import AdaptSourceError, adapted_scaling, daily_swing, load_source, related_levels
 from linewatch.models.base import make_detector
 from linewatch.models.calibration import Calibrator
 from linewatch.models.model import Model
@@ -74,23 +74,45 @@ def test_spread_is_never_narrower_than_the_source_scaled_by_size() -> None:
 
 
 def test_level_from_hours_is_set_for_the_whole_day_by_the_sources_daily_profile() -> None:
-    # The source's bearing is 40 at night (00-05) and 50 by day (06-23); flow does not follow the day. The new
-    # machine, 1.2x the size, has only 00:00-05:59: its bearing reads 48 (the source's 40 at those hours, x 1.2).
-    source = _pre(("bearing", "flow"), [50.0, 100.0], [2.0, 10.0])
-    source.daily_median_ = np.column_stack([np.where(np.arange(24) < 6, 40.0, 50.0), np.full(24, 100.0)])
-    new = _pre(("bearing", "flow"), [48.0, 120.0], [1.0, 5.0])
+    # The source's bearing swings with the day, 45 - 5 cos(2 pi h / 24): 40 at midnight, 50 at noon, 45 on average;
+    # flow does not follow the day. The new machine, 1.2x the size, has only 00:00-05:59, its bearing at 1.2x the
+    # source's at those hours.
+    hour = np.arange(24)
+    swing = 45.0 - 5.0 * np.cos(2 * np.pi * hour / 24)
+    source = _pre(("bearing", "flow"), [45.0, 100.0], [2.0, 10.0])
+    source.daily_median_ = np.column_stack([swing, np.full(24, 100.0)])
+    night = swing[:6].mean()  # 41.42
+    new = _pre(("bearing", "flow"), [1.2 * night, 120.0], [1.0, 5.0])
     new.daily_median_ = np.full((24, 2), np.nan)
-    new.daily_median_[:6] = [48.0, 120.0]
+    new.daily_median_[:6] = np.column_stack([1.2 * swing[:6], np.full(6, 120.0)])
     out = adapted_scaling(new, source)
-    # Size from like hours: 48 / 40 = 1.2 (not 48 / 50); spreads from the source's times that.
+    # Size from like hours: 1.2 (not 1.2 x 41.42 / 45); spreads from the source's times that.
     np.testing.assert_allclose(out.stats.scale, [2.4, 12.0])
-    # Daily level: the source's daily mean (6 h at 40, 18 h at 50: 47.5) carried over, 48 + (47.5 - 40) x 1.2.
-    np.testing.assert_allclose(out.stats.median, [57.0, 120.0])
+    # Daily level: the source's daily mean carried over, 1.2 x 41.42 + (45 - 41.42) x 1.2 = 54.
+    np.testing.assert_allclose(out.stats.median, [54.0, 120.0])
     assert out.daily_median_ is not None
-    np.testing.assert_allclose(out.daily_median_[[0, 12], 0], [48.0, 60.0])  # the adapted profile: night, day
+    np.testing.assert_allclose(out.daily_median_[[0, 12], 0], [48.0, 60.0])  # the adapted profile: night, noon
     # Without a profile on either side (bundles saved before it), the hours' level stands, as before.
-    np.testing.assert_allclose(adapted_scaling(replace(new, daily_median_=None), source).stats.median, [48.0, 120.0])
-    np.testing.assert_allclose(adapted_scaling(new, replace(source, daily_median_=None)).stats.median, [48.0, 120.0])
+    hours_only = [1.2 * night, 120.0]
+    np.testing.assert_allclose(adapted_scaling(replace(new, daily_median_=None), source).stats.median, hours_only)
+    np.testing.assert_allclose(adapted_scaling(new, replace(source, daily_median_=None)).stats.median, hours_only)
+
+
+def test_hour_to_hour_noise_is_smoothed_out_of_a_profile_and_a_daily_swing_kept() -> None:
+    """Two days of random loads leave hourly medians that jump from hour to hour: not a shape of the day."""
+    hour = np.arange(24)
+    swing = 45.0 - 5.0 * np.cos(2 * np.pi * hour / 24) + 2.0 * np.sin(4 * np.pi * hour / 24)  # warmth, two shifts
+    noise = np.where(hour % 2 == 0, 3.0, -3.0)  # loads that alternate hour by hour
+    profile = np.column_stack([swing, 100.0 + noise, 100.0 + noise])
+    profile[3::4] = np.nan  # the hours a held-out cycle took
+    profile[6:, 2] = np.nan  # six hours only: too few to tell a swing from noise
+    out = daily_swing(profile)
+    seen = ~np.isnan(profile[:, 0])
+    np.testing.assert_allclose(out[seen, 0], swing[seen])  # a swing within two harmonics is kept exactly
+    assert np.ptp(out[seen, 1]) < 0.25 * np.ptp(noise)  # the noise mostly gone: no shape of the day left
+    assert np.nanmean(out[:, 1]) == pytest.approx(np.nanmean(profile[:, 1]))  # the day's level unchanged
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(profile))
+    np.testing.assert_array_equal(out[:6, 2], profile[:6, 2])  # six hours: taken as they are
 
 
 def _related(offset: float, n: int = 2000, seed: int = 0) -> pl.DataFrame:
