@@ -79,13 +79,13 @@ DAILY_HARMONICS = 2
 
 def daily_swing(profile: F64) -> F64:
     """Hourly medians ``(24, S)`` smoothed to the first :data:`DAILY_HARMONICS` harmonics of the day (least squares
-    over the hours that have a median, evaluated at all 24).
+    over the hours that have a median, evaluated at those hours).
 
     Why: a source trained on two days of random loads has hourly medians that differ by the loads that happened to
     fall in each hour. Carried onto a new machine as if the day had that shape, they move its level away from the
     truth (simulated flow: 157 carried, 160 from the new hours, 168 true). A daily swing (a bearing's warmth, the
-    shifts) is smooth over the day and survives the smoothing; hour-to-hour load noise mostly does not (with
-    18 hours, a fifth of its variance is left). The mean over the hours with a median is unchanged.
+    shifts) is smooth over the day and survives the smoothing; hour-to-hour load noise mostly does not (18 hours
+    fitted with five coefficients keep about a quarter of its variance). The mean over those hours is unchanged.
     """
     hours = np.arange(24, dtype=np.float64)
     angle = 2 * np.pi * hours / 24
@@ -106,9 +106,8 @@ def hours_level(pre: Preprocessor, hours: npt.NDArray[np.bool_] | None) -> tuple
     """Each sensor's level over the clock ``hours`` (24 bools) and over the whole day, from ``pre``'s profile.
 
     Both are means of hourly medians (smoothed to the day's swing, :func:`daily_swing`), so the two compare like
-    with like. Without a profile the training median
-    stands for both (no time-of-day correction); where the profile has none of those hours, its daily level
-    stands for the hours.
+    with like. Without a profile the training median stands for both (no time-of-day correction); where the
+    profile has none of those hours, its daily level stands for the hours.
     """
     median = pre.stats.median
     if pre.daily_median_ is None or hours is None:

@@ -434,7 +434,9 @@ def windows_from_lookback(
     steps_in, n, n_s = values.shape
     length, history = spec.length, spec.history_steps
     if steps_in < length or n_s != len(preprocessor.sensors_) or observed.shape != values.shape:
-        raise ValueError(f"windows shaped {values.shape} do not hold {length} steps of {n_s} sensors")
+        raise ValueError(
+            f"windows shaped {values.shape} do not hold {length} steps of {len(preprocessor.sensors_)} sensors"
+        )
     ts = np.asarray(end_ts, dtype=np.int64)[:, None] - spec.cadence_us * np.arange(length - 1, -1, -1)[None, :]
     cut = replace(spec, stride=length, max_gap_steps=0, lag_s=0.0, daily=False)
     windows = make_windows(  # only the window's rows are needed asset-first
