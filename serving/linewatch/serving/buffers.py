@@ -312,8 +312,9 @@ class BufferSet:
     ) -> LatestWindows:
         """:meth:`latest` with time first, ``(L, n, S)`` (views of the gathered arrays, not copies).
 
-        Serving scores with this: its windows carry 30 minutes of look-back per asset, and turning all of it
-        asset-first every tick cost as much as the lag filter (:func:`to_model_windows` takes either layout).
+        The whole look-back computed afresh: serving keeps it between ticks instead
+        (:class:`linewatch.serving.lookback.Lookback`, tested equal to this), and time-first is the layout both
+        use, since turning 30 minutes of look-back per asset asset-first cost as much as the lag filter.
         """
         if length < 1 or max_gap < 0:
             raise ValueError("length must be >= 1 and max_gap >= 0")
