@@ -23,7 +23,7 @@ help:
 	@echo "make train      train a model per asset group from the store (CONFIG=...)"
 	@echo "make retrain    train on the latest data; promote only if no worse than the champion"
 	@echo "make evaluate   SKAB, SMD, TEP and C-MAPSS benchmarks (data: LINEWATCH_BENCH_DATA or ../shared/data); .eval/"
-	@echo "make evaluate-variants  opt-in rules and every other detector on the same benchmarks (~15 min on 2 cores); .eval/variants/"
+	@echo "make evaluate-variants  opt-in rules and every other detector on the same benchmarks (~20 min on 2 cores); .eval/variants/"
 	@echo "make bench      benchmarks (not part of make test); JSON results under .bench/"
 
 $(STAMP): pyproject.toml
