@@ -1,8 +1,8 @@
 """Serving's scaled look-back per asset group, kept up to date bin by bin instead of rebuilt every tick.
 
 A model with lag inputs reads ``history_steps`` bins before each window (30 minutes at 1 s: 1,800 bins per asset,
-14 million numbers for 1,000 assets x 8 sensors). Gathering, filling and scaling all of them every tick cost two
-thirds of a tick, yet from one tick to the next only the newest bins change, and the few older ones that late
+14 million numbers for 1,000 assets x 8 sensors). Gathering, filling and scaling all of them every tick was most
+of a tick's scoring time, yet from one tick to the next only the newest bins change, and the few older ones that late
 readings land in. :class:`Lookback` keeps the scaled look-back (:func:`~linewatch.serving.buffers.scale_lookback`
 of the filled bins) and each tick:
 
