@@ -3,6 +3,8 @@
 Three ways to watch a new machine that has only hours of history, compared on what follows:
 ``source`` (a sibling's model as it is), ``fresh`` (trained on the hours, as ``linewatch train`` would) and
 ``adapted`` (``linewatch train --adapt-from``: the sibling's detector and threshold, the hours' levels).
+``adapted_other_site`` and ``adapted_other_site_on_utc``: the same new pump at a site five hours behind, adapted
+with and without its time zone (``window.timezone``).
 
 - Simulated plant, seeds 0-4 fixed in advance: the source is trained on 48 h of pump-01; the new machine is
   pump-02 made bigger (readings scaled and offset per sensor, as a larger pump of the same type reads), with 6 h
@@ -19,6 +21,7 @@ import json
 import platform
 import tempfile
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,8 @@ SMD = Path(__file__).resolve().parents[3] / "shared" / "data" / "smd"
 SEEDS = (0, 1, 2, 3, 4)
 SOURCE_H, NEW_H, TEST_H = 48, 6, 72
 SMD_DAY_ROWS = 1440
+OTHER_SITE_ZONE = "America/New_York"  # EST all November: the bench starts the day after the US change
+WAYS = ("source", "fresh", "adapted", "adapted_other_site", "adapted_other_site_on_utc")
 
 
 def _sim_seed(seed: int) -> dict[str, dict[str, float]]:
@@ -78,7 +83,27 @@ def _sim_seed(seed: int) -> dict[str, dict[str, float]]:
     )
     later, test = [lb for lb in labels if lb.start >= t_new], pump2.filter(pl.col("ts") >= t_new)
     models = {"source": source, "fresh": load_source(registry, "fresh"), "adapted": load_source(registry, "adapted")}
-    return {name: evaluate({"pump-02": m}, test, later).summary() for name, m in models.items()}
+    out = {name: evaluate({"pump-02": m}, test, later).summary() for name, m in models.items()}
+    return out | _other_site(config, root, registry, source)
+
+
+def _other_site(config: PlantConfig, root: Path, registry: Registry, source: Model) -> dict[str, dict[str, float]]:
+    """The same bigger pump at a second site whose day runs on New York's clock (UTC-5: its loads and warmth come
+    five hours later in UTC), adapted from the same source with ``window.timezone`` set to the site's zone, and
+    with the stored clock (UTC) as every model used before ``window.timezone`` existed."""
+    site = replace(config, timezone=OTHER_SITE_ZONE)
+    frame, labels = Plant(site).generate(START, (SOURCE_H + NEW_H + TEST_H) * 3600)
+    t_src, t_new = START + timedelta(hours=SOURCE_H), START + timedelta(hours=SOURCE_H + NEW_H)
+    pump2 = _bigger(frame.filter(pl.col("asset") == "pump-02"))
+    _store(pump2.filter((pl.col("ts") >= t_src) & (pl.col("ts") < t_new)), root / "other-site")
+    later, test = [lb for lb in labels if lb.start >= t_new], pump2.filter(pl.col("ts") >= t_new)
+    out = {}
+    for name, zone in (("adapted_other_site", OTHER_SITE_ZONE), ("adapted_other_site_on_utc", "UTC")):
+        group = AssetGroupConfig(name=name.replace("_", "-"), assets=["pump-02"])
+        group = group.model_copy(update={"window": group.window.model_copy(update={"timezone": zone})})
+        train_group(root / "other-site", group, registry, say=lambda text: None, adapt_from=source)
+        out[name] = evaluate({"pump-02": load_source(registry, group.name)}, test, later).summary()
+    return out
 
 
 def _smd_adapt(source: Fitted, train: np.ndarray, sensors: list[str], quantile: float) -> Fitted:
@@ -147,7 +172,7 @@ def test_bench_adapt() -> None:
     per_seed = {seed: _sim_seed(seed) for seed in SEEDS}
     watched = ("false_alerts_per_asset_week", "machine_fault_recall", "false_sensor_alerts_per_asset_week")
     sim: dict[str, Any] = {"per_seed": per_seed, "mean": {}, "worst": {}}
-    for way in ("source", "fresh", "adapted"):
+    for way in WAYS:
         rows = [per_seed[s][way] for s in SEEDS]
         sim["mean"][way] = {k: float(np.nanmean([r[k] for r in rows])) for k in watched}
         sim["worst"][way] = {

@@ -13,6 +13,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from linewatch.core.localtime import check_time_zone
 from linewatch.core.schema import is_valid_name
 from linewatch.core.secrets import read_secret
 
@@ -292,6 +293,17 @@ class WindowConfig(_Section):
         description="Time-of-day inputs (daily ambient and shift patterns), used when the training data spans at "
         "least two days and the detector takes extra inputs (pca_t2q).",
     )
+    timezone: str = Field(
+        "UTC",
+        description="The plant's IANA time zone (e.g. 'Europe/Berlin'): time-of-day inputs and the daily profile "
+        "follow its local clock, as shifts do across daylight-saving changes. Stored in the model; readings "
+        "stay in UTC.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return check_time_zone(value)
 
 
 class DetectorConfig(_Section):

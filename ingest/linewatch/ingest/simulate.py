@@ -21,10 +21,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import polars as pl
 
+from linewatch.core.localtime import UTC_NAME, check_time_zone
 from linewatch.core.schema import is_valid_name
 from linewatch.ingest.faults import (
     FAULT_CODES,
@@ -128,6 +130,7 @@ class PlantConfig:
     schedule: tuple[FaultLabel, ...] | None = None
     daily_pattern: bool = True
     load_change_interval_s: float = 900.0  # mean time between operator load changes
+    timezone: str = "UTC"  # the plant's clock, which its daily pattern follows (a site in another time zone)
 
     def __post_init__(self) -> None:
         if not self.assets:
@@ -139,6 +142,7 @@ class PlantConfig:
             raise ValueError("cadence_s must be a positive number")
         if self.fault_rate_per_asset_per_hour < 0 or self.fault_free_s < 0 or self.load_change_interval_s <= 0:
             raise ValueError("fault_rate_per_asset_per_hour and fault_free_s must be >= 0, load_change_interval_s > 0")
+        check_time_zone(self.timezone)
         for label in self.schedule or ():
             if label.asset not in names:
                 raise ValueError(f"scheduled fault names unknown asset {label.asset!r}")
@@ -167,6 +171,7 @@ class Plant:
 
     def __init__(self, config: PlantConfig | None = None) -> None:
         self.config = config if config is not None else PlantConfig()
+        self._zone = None if self.config.timezone == UTC_NAME else ZoneInfo(self.config.timezone)
 
     def schedule(self, start: datetime, duration_s: float) -> list[FaultLabel]:
         """The faults of the run ``[start, start + duration_s)`` (ends clipped to the run's end)."""
@@ -273,7 +278,8 @@ class Plant:
         dt = cfg.cadence_s
         _advance_load(state, uniform, dt, cfg.load_change_interval_s)
 
-        seconds_of_day = ts.hour * 3600 + ts.minute * 60 + ts.second + ts.microsecond / 1e6
+        wall = ts if self._zone is None else ts.astimezone(self._zone)
+        seconds_of_day = wall.hour * 3600 + wall.minute * 60 + wall.second + wall.microsecond / 1e6
         day = math.sin(2 * math.pi * seconds_of_day / 86400.0 - math.pi / 2) if cfg.daily_pattern else 0.0
         load = state.load * (1.0 + 0.05 * day)
         prof = state.profile

@@ -65,7 +65,7 @@ def load_source(registry: Registry, source: str) -> Model:
 
 
 def covered_hours(pre: Preprocessor) -> npt.NDArray[np.bool_] | None:
-    """The UTC clock hours ``pre`` was fitted on (24 bools); None for a preprocessor without a daily profile."""
+    """The clock hours ``pre`` was fitted on (24 bools, on its spec's clock); None without a daily profile."""
     if pre.daily_median_ is None:
         return None
     return np.asarray(~np.isnan(pre.daily_median_).all(axis=1), dtype=np.bool_)
@@ -136,7 +136,8 @@ def adapted_scaling(new: Preprocessor, source: Preprocessor) -> Preprocessor:
     sits where it sits at those hours. Where both bundles carry a time-of-day profile, the size ratio compares
     the new hours with the source *at the same clock hours*, and the new level is the source's daily level
     carried over (simulated bigger pump learnt from 00:00-06:00: the night's bearing level made the day's warmth
-    a fault). Clock hours are UTC: a source from a site in another time zone lines its hours up wrongly.
+    a fault). Each profile is on its own site's clock (``WindowSpec.timezone``), so a source from a site in
+    another time zone lines up by local hour: the morning shift with the morning shift.
     """
     if new.sensors_ != source.sensors_:
         raise ValueError(f"sensors differ: {new.sensors_} vs {source.sensors_}")

@@ -13,6 +13,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.signal import lfilter
 
+from linewatch.core.localtime import UTC_NAME, local_us
+
 F64 = npt.NDArray[np.float64]
 #: Lag inputs average over this many time constants before each step (older data weighs e^-2 = 14 % in total).
 LAG_HISTORY: Final = 2.0
@@ -84,10 +86,18 @@ def _lag_last_rows(arr: F64, a: float, history: int, out: F64) -> None:
         out[t - offset] = y
 
 
-def derived_inputs(scaled: F64, ts_us: npt.NDArray[np.int64], lag_steps: float, history: int, *, daily: bool) -> F64:
+def derived_inputs(
+    scaled: F64,
+    ts_us: npt.NDArray[np.int64],
+    lag_steps: float,
+    history: int,
+    *,
+    daily: bool,
+    timezone: str = UTC_NAME,
+) -> F64:
     """The inputs that follow the scaled sensors ``(T, S)`` in a window: lag inputs ``(T, S)`` (``lag_steps`` > 0),
-    then the time of day as ``sin, cos`` ``(T, 2)`` (machines heat and cool with the day and the shifts);
-    ``(T, 0)`` for none.
+    then the time of day on the clock of ``timezone`` as ``sin, cos`` ``(T, 2)`` (machines heat and cool with
+    the day and the shifts); ``(T, 0)`` for none.
 
     Lag inputs let a per-step model see what a sensor that follows others with a delay (a bearing temperature
     behind load, 10 minutes and more) should read now, which one step's values cannot tell.
@@ -96,11 +106,12 @@ def derived_inputs(scaled: F64, ts_us: npt.NDArray[np.int64], lag_steps: float, 
     if lag_steps:
         parts.append(np.nan_to_num(lag_filter(scaled, lag_steps, history), nan=0.0))
     if daily:
-        parts.append(time_of_day(ts_us))
+        parts.append(time_of_day(ts_us, timezone))
     return np.hstack(parts)
 
 
-def time_of_day(ts_us: npt.NDArray[np.int64]) -> F64:
-    """``(..., 2)``: sine and cosine of the UTC time of day of epoch-µs timestamps ``(...)``."""
-    angle = 2 * np.pi * (ts_us % _DAY_US) / _DAY_US
+def time_of_day(ts_us: npt.NDArray[np.int64], timezone: str = UTC_NAME) -> F64:
+    """``(..., 2)``: sine and cosine of the time of day on the clock of ``timezone`` at epoch-µs UTC timestamps
+    ``(...)``."""
+    angle = 2 * np.pi * (local_us(ts_us, timezone) % _DAY_US) / _DAY_US
     return np.stack([np.sin(angle), np.cos(angle)], axis=-1)

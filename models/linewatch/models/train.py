@@ -30,7 +30,7 @@ import importlib.metadata
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -121,7 +121,20 @@ def window_spec(group: AssetGroupConfig, span_s: float = math.inf) -> WindowSpec
         min_observed_fraction=w.min_observed_fraction,
         lag_s=w.lag_s if takes else 0.0,
         daily=w.daily and takes,
+        timezone=w.timezone,
     )
+
+
+def adapted_spec(source: Model, group: AssetGroupConfig, emit: Say) -> WindowSpec:
+    """The source's window layout on this group's clock: a detector that learnt the morning shift at 06:00 local
+    time expects it at 06:00 on the new site's clock too."""
+    spec = source.preprocessor.spec
+    if spec.timezone != group.window.timezone:
+        emit(
+            f"the time of day is read on {group.window.timezone} (window.timezone of group {group.name}), the "
+            f"source model's on {spec.timezone}: if this group is at the source's site, set window.timezone"
+        )
+    return replace(spec, timezone=group.window.timezone)
 
 
 def _takes_inputs(detector: str) -> bool:
@@ -233,7 +246,7 @@ def train_group(
             f"{ADVISED_TRAINING_S / 86400:.0f} days; expect more false alarms than the budget until it is retrained "
             "on more history"
         )
-    spec = window_spec(group, span_s) if adapt_from is None else adapt_from.preprocessor.spec
+    spec = window_spec(group, span_s) if adapt_from is None else adapted_spec(adapt_from, group, emit)
     wanted = (group.window.lag_s or group.window.daily) and _takes_inputs(group.detector.name)
     if adapt_from is None and wanted and span_s < SLOW_INPUTS_MIN_SPAN_S:
         emit(

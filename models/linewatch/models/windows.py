@@ -12,11 +12,12 @@ set of long windows with stride 1 costs the memory of the series, not ``L`` time
 
 Derived inputs (``WindowSpec.lag_s``, ``WindowSpec.daily``) follow the sensors in ``X``: per sensor a first-order
 lag of its scaled values (:func:`lag_filter`, time constant ``lag_s``, over the ``history_steps`` before each
-step), and the time of day. Why: a window is a minute, but a bearing temperature follows load through a
-thermal lag of ten minutes and more, and the day's ambient swing on top; without the slow context a per-step
-model cannot tell a temperature that lags a load change from one that drifts, so the spread it must allow the
-temperature is larger than the drift. With them, measured on the simulated plant, every injected bearing
-temperature drift stood out (see the issue notes). A window therefore needs ``history_steps`` rows before it.
+step), and the time of day on the plant's clock (``WindowSpec.timezone``). Why: a window is a minute, but a bearing
+temperature follows load through a thermal lag of ten minutes and more, and the day's ambient swing on top; without
+the slow context a per-step model cannot tell a temperature that lags a load change from one that drifts, so the
+spread it must allow the temperature is larger than the drift. With them, measured on the simulated plant, every
+injected bearing temperature drift stood out (see the issue notes). A window therefore needs ``history_steps`` rows
+before it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from linewatch.core.localtime import UTC_NAME, check_time_zone, local_us
 from linewatch.ingest.labels import FaultLabel
 from linewatch.ingest.reader import observed_column, wide_frame
 from linewatch.models.derived import LAG_HISTORY, derived_inputs
@@ -66,8 +68,12 @@ class WindowSpec:
     min_observed_fraction: float = 0.8
     lag_s: float = 0.0  # time constant of the lag inputs (0: none), see the module docstring
     daily: bool = False  # time-of-day inputs
+    #: The plant's clock for the time-of-day inputs and the daily profile (:mod:`linewatch.core.localtime`);
+    #: bundles saved before it existed read as UTC, the clock they were trained on.
+    timezone: str = UTC_NAME
 
     def __post_init__(self) -> None:
+        check_time_zone(self.timezone)
         if self.cadence_s <= 0 or timedelta(seconds=self.cadence_s) // _US <= 0:
             raise ValueError(f"cadence_s must be positive, got {self.cadence_s}")
         if self.length < 1 or self.stride < 1 or self.max_gap_steps < 0:
@@ -213,7 +219,9 @@ def make_windows(
     c = np.zeros(n_sensors) if center is None else np.asarray(center, dtype=np.float64)
     s = np.ones(n_sensors) if scale is None else np.asarray(scale, dtype=np.float64)
     scaled = np.nan_to_num((filled - c) / s, nan=0.0)
-    derived = derived_inputs(scaled, ts_us, spec.lag_steps, spec.history_steps, daily=spec.daily)
+    derived = derived_inputs(
+        scaled, ts_us, spec.lag_steps, spec.history_steps, daily=spec.daily, timezone=spec.timezone
+    )
     inputs = np.hstack([scaled, derived]).astype(np.float32)
     raw = np.where(obs, filled, np.nan)
     have = (~np.isnan(filled)).astype(np.float64)
@@ -330,7 +338,8 @@ class Preprocessor:
     spec: WindowSpec
     sensors_: tuple[str, ...] = ()
     stats_: SensorStats | None = field(default=None)
-    #: ``(24, S)``: each sensor's median reading per UTC clock hour of training (NaN: no reading in that hour).
+    #: ``(24, S)``: each sensor's median reading per clock hour of training, on the clock of ``spec.timezone``
+    #: (NaN: no reading in that hour).
     #: Why: a model adapted from a sibling learns the new machine's level from a few hours, and a level that
     #: follows the day (a bearing's warmth, the shifts' loads) is then the level of those hours, not of the day;
     #: the source's profile says how far those hours sit from its daily level (:mod:`linewatch.models.adapt`).
@@ -347,7 +356,7 @@ class Preprocessor:
             observed = observed & ~np.asarray(exclude, dtype=bool)[:, None]
         self.sensors_ = tuple(sensors)
         self.stats_ = SensorStats.from_series(values, observed, self.sensors_)
-        self.daily_median_ = hourly_medians(values, observed, ts)
+        self.daily_median_ = hourly_medians(values, observed, ts, self.spec.timezone)
         return self
 
     @property
@@ -402,12 +411,15 @@ HOURS_PER_DAY: Final = 24
 _US_PER_HOUR: Final = 3_600_000_000
 
 
-def hourly_medians(values: F64, observed: npt.NDArray[np.bool_], ts_us: npt.NDArray[np.int64]) -> F64:
-    """``(24, S)``: the median observed value of each sensor per UTC clock hour; NaN for an hour without one.
+def hourly_medians(
+    values: F64, observed: npt.NDArray[np.bool_], ts_us: npt.NDArray[np.int64], timezone: str = UTC_NAME
+) -> F64:
+    """``(24, S)``: the median observed value of each sensor per clock hour of ``timezone``; NaN for an hour
+    without one.
 
     Rows are sorted by hour once, so each value is copied once however many hours and sensors there are.
     """
-    hour = (np.asarray(ts_us, dtype=np.int64) // _US_PER_HOUR) % HOURS_PER_DAY
+    hour = (local_us(ts_us, timezone) // _US_PER_HOUR) % HOURS_PER_DAY
     order = np.argsort(hour, kind="stable")
     bounds = np.searchsorted(hour[order], np.arange(HOURS_PER_DAY + 1))
     out = np.full((HOURS_PER_DAY, values.shape[1]), np.nan)

@@ -459,6 +459,6 @@ def windows_from_lookback(
         lagged[np.isnan(lagged)] = 0.0
         parts.append(lagged.transpose(1, 0, 2))
     if spec.daily:
-        parts.append(time_of_day(ts))
+        parts.append(time_of_day(ts, spec.timezone))
     X = np.concatenate([windows.X, *(p.astype(np.float32) for p in parts)], axis=2)
     return replace(windows, X=X, spec=spec)

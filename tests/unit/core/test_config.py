@@ -88,6 +88,16 @@ def test_wrong_type_names_the_path(tmp_path: Path) -> None:
     assert any(p.startswith("serve.interval_s:") for p in problems)
 
 
+def test_unknown_time_zone_names_the_group_and_the_likely_zone(tmp_path: Path) -> None:
+    groups = [
+        {"name": "a", "window": {"timezone": "Europe/Berln"}},
+        {"name": "b", "window": {"timezone": "Asia/Tokyo"}},
+    ]
+    problems = _problems(tmp_path, {"models": {"asset_groups": groups}})
+    assert [p for p in problems if "timezone" in p] == [p for p in problems if p.startswith("models.asset_groups.0")]
+    assert any("unknown time zone 'Europe/Berln'" in p and "Europe/Berlin" in p for p in problems)
+
+
 @pytest.mark.parametrize("port", [0, -1, 65536, 70000])
 def test_bad_broker_port(tmp_path: Path, port: int) -> None:
     problems = _problems(tmp_path, {"mqtt": {"port": port}})

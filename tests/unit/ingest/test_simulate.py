@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -157,3 +158,16 @@ def test_invalid_explicit_schedule_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown asset"):
         other = FaultLabel("pump-09", START, START + timedelta(seconds=5), "machine_fault", "leak", ())
         PlantConfig(assets=ONE_PUMP, schedule=(other,))
+
+
+def test_a_plant_in_another_time_zone_follows_its_own_clock() -> None:
+    """A Tokyo plant (UTC+9) from midnight UTC reads what a UTC plant reads from 09:00 UTC: the same steps at the
+    same wall-clock time of day, so the daily pattern follows the local clock."""
+    shift = timedelta(hours=9)
+    config = PlantConfig(assets=ONE_PUMP, seed=3, fault_rate_per_asset_per_hour=0.0)
+    tokyo, _ = Plant(replace(config, timezone="Asia/Tokyo")).generate(START, 1800)
+    utc, _ = Plant(config).generate(START + shift, 1800)
+    assert tokyo.with_columns(pl.col("ts") + shift).equals(utc)
+    assert not tokyo.equals(Plant(config).generate(START, 1800)[0])  # the pattern did move
+    with pytest.raises(ValueError, match="unknown time zone"):
+        PlantConfig(assets=ONE_PUMP, timezone="Asia/Tokio")

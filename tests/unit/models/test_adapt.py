@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import polars as pl
@@ -96,6 +97,30 @@ def test_level_from_hours_is_set_for_the_whole_day_by_the_sources_daily_profile(
     hours_only = [1.2 * night, 120.0]
     np.testing.assert_allclose(adapted_scaling(replace(new, daily_median_=None), source).stats.median, hours_only)
     np.testing.assert_allclose(adapted_scaling(new, replace(source, daily_median_=None)).stats.median, hours_only)
+
+
+def _site_day(start: datetime, hours: int, timezone: str, size: float) -> pl.DataFrame:
+    """A bearing that warms with the plant's local day, 45 - 5 cos(2 pi h / 24) times ``size``, every 10 minutes."""
+    ts = [start + timedelta(minutes=10 * i) for i in range(hours * 6)]
+    local_h = np.array([(t.astimezone(ZoneInfo(timezone)).hour) for t in ts], dtype=np.float64)
+    return pl.DataFrame({"ts": ts, "bearing": size * (45.0 - 5.0 * np.cos(2 * np.pi * local_h / 24))})
+
+
+def test_a_site_in_another_time_zone_lines_its_hours_up_by_the_local_clock() -> None:
+    """A source trained at a Berlin plant, adapted at a New York plant from its first local night (00:00-05:59
+    EST, 05:00-10:59 UTC): on each site's clock the new hours are the source's night, and the day's level comes
+    out at 1.2 x 45 = 54; on UTC both profiles, those hours are the source's morning and the level is wrong."""
+    berlin, new_york = "Europe/Berlin", "America/New_York"
+    source_day = _site_day(datetime(2026, 11, 1, tzinfo=UTC), 48, berlin, 1.0)
+    night = _site_day(datetime(2026, 11, 3, 5, tzinfo=UTC), 6, new_york, 1.2)
+
+    def adapted_level(source_zone: str, new_zone: str) -> float:
+        source = Preprocessor(WindowSpec(600, 4, timezone=source_zone)).fit(source_day, ["bearing"])
+        new = Preprocessor(WindowSpec(600, 4, timezone=new_zone)).fit(night, ["bearing"])
+        return float(adapted_scaling(new, source).stats.median[0])
+
+    assert adapted_level(berlin, new_york) == pytest.approx(54.0, abs=0.01)
+    assert adapted_level("UTC", "UTC") < 54.0 - 5.0  # the old UTC clock: 46.8, 7 degC too cold
 
 
 def test_hour_to_hour_noise_is_smoothed_out_of_a_profile_and_a_daily_swing_kept() -> None:
@@ -233,6 +258,18 @@ def test_adapted_model_keeps_detector_and_threshold_and_fits_the_new_pump(
     assert hot.mean() >= 0.5
     blamed = {adapted.sensors[int(j)] for j in scored.contributions[hot].argmax(axis=1)}
     assert blamed & {"pressure", "flow"}
+
+
+def test_an_adapted_model_reads_the_time_of_day_on_the_new_groups_clock(plant: Setup) -> None:
+    root, registry, _, _ = plant
+    source = load_source(registry, "pumps")
+    group = AssetGroupConfig(name="chicago-pumps", assets=["pump-02"])
+    group = group.model_copy(update={"window": group.window.model_copy(update={"timezone": "America/Chicago"})})
+    said: list[str] = []
+    train_group(root / "store", group, registry, adapt_from=source, say=said.append)
+    spec = load_source(registry, "chicago-pumps").preprocessor.spec
+    assert spec == replace(source.preprocessor.spec, timezone="America/Chicago")
+    assert any("read on America/Chicago" in m and "source model's on UTC" in m for m in said), said
 
 
 def test_the_wandering_level_rule_does_not_stop_an_adaptation(plant: Setup) -> None:

@@ -57,6 +57,16 @@ def test_derived_inputs_layout() -> None:
     np.testing.assert_allclose(both[12, 2:], [1.0, 0.0], atol=1e-12)  # 06:00: a quarter of the day
 
 
+def test_time_of_day_is_read_on_the_plants_clock() -> None:
+    """06:00 in Berlin is 05:00 UTC before the spring change and 04:00 UTC after it: the same input both days."""
+    winter, summer = 1_774_587_600_000_000, 1_774_843_200_000_000  # 2026-03-27T06:00 CET, 2026-03-30T06:00 CEST
+    ts = np.array([winter, summer], dtype=np.int64)
+    local = derived_inputs(np.zeros((2, 1)), ts, 0.0, 0, daily=True, timezone="Europe/Berlin")
+    np.testing.assert_allclose(local, [[1.0, 0.0], [1.0, 0.0]], atol=1e-12)  # a quarter of the day, both days
+    utc = derived_inputs(np.zeros((2, 1)), ts, 0.0, 0, daily=True)
+    assert not np.allclose(utc[0], utc[1], atol=0.1)
+
+
 def test_windows_need_their_history() -> None:
     spec = WindowSpec(1.0, length=5, stride=2, lag_s=3.0, daily=True)
     assert spec.history_steps == 6 and spec.n_inputs(2) == 6

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import polars as pl
@@ -109,7 +110,7 @@ def test_fit_transform_inverse_and_exact_json_round_trip() -> None:
     assert np.array_equal(clone.transform(frame).X, w.X)
 
 
-def test_daily_profile_per_utc_hour_round_trips_with_unseen_hours_as_null() -> None:
+def test_daily_profile_per_clock_hour_round_trips_with_unseen_hours_as_null() -> None:
     # 20 h from midnight at 10 min: "a" reads 100 + its clock hour, "b" is unobserved between 05:00 and 06:00.
     n = 20 * 6
     ts = [T0 + timedelta(minutes=10 * i) for i in range(n)]
@@ -135,6 +136,31 @@ def test_daily_profile_per_utc_hour_round_trips_with_unseen_hours_as_null() -> N
     for damaged in (7, [7] * 24, [["warm"] * 2] * 24):
         with pytest.raises(ValueError, match="daily_median"):
             Preprocessor.from_dict({**document, "daily_median": damaged})
+
+
+def test_daily_profile_follows_the_plants_clock_across_a_daylight_saving_change() -> None:
+    """A Berlin plant that reads 10 from 06:00 to 22:00 local and 0 otherwise: on UTC hours the step is at 05:00
+    in winter and 04:00 in summer, so with four days of each the hours 04:00 and 20:00 read half (a median of
+    0s and 10s); the plant's clock sees the step at 06:00 every day."""
+    start = datetime(2026, 3, 25, tzinfo=UTC)  # four days either side of the change on the 29th
+    ts = [start + timedelta(minutes=15 * i) for i in range(8 * 96)]
+    berlin = [t.astimezone(ZoneInfo("Europe/Berlin")) for t in ts]
+    value = np.array([10.0 if 6 <= b.hour < 22 else 0.0 for b in berlin])
+    frame = pl.DataFrame({"ts": ts, "a": value})
+    local = Preprocessor(WindowSpec(900, 4, timezone="Europe/Berlin")).fit(frame, ["a"]).daily_median_
+    utc = Preprocessor(WindowSpec(900, 4)).fit(frame, ["a"]).daily_median_
+    assert local is not None and utc is not None
+    np.testing.assert_array_equal(local[:, 0], [0.0] * 6 + [10.0] * 16 + [0.0] * 2)
+    np.testing.assert_array_equal(utc[:, 0], [0.0] * 4 + [5.0] + [10.0] * 15 + [5.0] + [0.0] * 3)
+
+
+def test_window_spec_carries_its_clock_and_older_bundles_read_as_utc() -> None:
+    spec = WindowSpec(60, 10, lag_s=900, daily=True, timezone="America/Chicago")
+    assert WindowSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    older = {k: v for k, v in spec.to_dict().items() if k != "timezone"}
+    assert WindowSpec.from_dict(older).timezone == "UTC"
+    with pytest.raises(ValueError, match="unknown time zone 'Chicago'"):
+        WindowSpec.from_dict({**spec.to_dict(), "timezone": "Chicago"})
 
 
 def test_missing_sensors_are_named() -> None:

@@ -197,10 +197,11 @@ def test_to_model_windows_equals_preprocessor_transform(seed: int) -> None:
         assert got.X.dtype == np.float32 and got.end_ts.dtype == np.dtype("datetime64[us]")
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_lag_and_daily_inputs_in_serving_equal_training_over_the_whole_history(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "timezone"), [(0, "UTC"), (1, "Europe/Berlin"), (2, "America/New_York")])
+def test_lag_and_daily_inputs_in_serving_equal_training_over_the_whole_history(seed: int, timezone: str) -> None:
+    """The time of day is the plant's (``timezone``) in serving as in training: one hour apart, the inputs differ."""
     rng = np.random.default_rng(seed)
-    spec = WindowSpec(1.0, length=12, max_gap_steps=3, lag_s=6.0, daily=True)  # 12 steps of history
+    spec = WindowSpec(1.0, length=12, max_gap_steps=3, lag_s=6.0, daily=True, timezone=timezone)  # 12 steps back
     assert spec.history_steps == 12 and capacity_for(spec) >= 12 + 12 + 3
     pre = fitted(spec, rng)
     buffers = BufferSet(SENSORS, 1.0, capacity_for(spec))
