@@ -278,9 +278,10 @@ def new_files_since(
     """
     slack_ns = int(slack_s * 1e9)
     where = where or AssetFiles.of(root, asset)
-    listed: list[tuple[int, str, Path]] = []
+    listed: list[tuple[int, str, str]] = []
     # Serving calls this for every asset every second: one scandir per partition and one stat per file,
-    # with relative names built from strings (resolving paths cost most of it).
+    # with names kept as strings and a Path made only for a fresh file (resolving paths, then building a
+    # Path per listed file, cost most of it).
     for _, partition in partitions_in(where.path, first_day, None):
         rel_dir = f"{where.rel}/{partition.name}"
         try:
@@ -292,11 +293,11 @@ def new_files_since(
                         mtime_ns = entry.stat().st_mtime_ns
                     except FileNotFoundError:
                         continue
-                    listed.append((mtime_ns, f"{rel_dir}/{entry.name}", partition / entry.name))
+                    listed.append((mtime_ns, f"{rel_dir}/{entry.name}", entry.path))
         except FileNotFoundError:
             continue
     cutoff = watermark.mtime_ns - slack_ns
-    fresh = [path for mtime_ns, rel, path in listed if mtime_ns >= cutoff and rel not in watermark.seen]
+    fresh = [Path(path) for mtime_ns, rel, path in listed if mtime_ns >= cutoff and rel not in watermark.seen]
     newest = max([watermark.mtime_ns, *(m for m, _, _ in listed)])
     window = newest - slack_ns
     seen = {rel for mtime_ns, rel, _ in listed if mtime_ns >= window}
