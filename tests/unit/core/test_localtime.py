@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 import numpy as np
 import pytest
 
@@ -51,3 +54,24 @@ def test_unknown_names_fail_with_a_reason(name: str, says: str) -> None:
         check_time_zone(name)
     with pytest.raises(ValueError):  # a ValueError, so config and bundle loading report it as bad input
         check_time_zone(name)
+
+
+#: Offset changes in 2026: Berlin's two, New York's two, Lord Howe's (half an hour, the autumn one at a half hour).
+CHANGES = (SPRING, AUTUMN, 1_772_953_200_000_000, 1_793_512_800_000_000, 1_775_314_800_000_000, 1_791_041_400_000_000)
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"])
+def test_short_spans_by_their_ends_equal_the_conversion_of_every_value(zone: str) -> None:
+    """Serving converts a tick's windows by their two ends, and falls back to every value when a change lies
+    between them. Either way each value must equal the standard library's conversion of it on its own."""
+    rng = np.random.default_rng(0)
+    tz = ZoneInfo(zone)
+    for centre in CHANGES:
+        for span in (60_000_000, 3 * H, 6 * H, 30 * H):
+            ts = centre + rng.integers(-span // 2, span // 2, size=(40, 6), dtype=np.int64)
+            each = [
+                int(datetime.fromtimestamp(t // 1_000_000, tz).replace(tzinfo=UTC).timestamp()) * 1_000_000
+                + t % 1_000_000
+                for t in ts.ravel().tolist()
+            ]
+            np.testing.assert_array_equal(local_us(ts, zone), np.array(each).reshape(ts.shape))
