@@ -156,6 +156,15 @@ class Scorer:
         self.metrics.models_loaded.set(len(self.groups))
         self.metrics.model_reloads.labels(asset_group=group.name).inc()
         log.info("asset group %s: serving model %s (%s)", group.name, model.version, model.detector.name)
+        if spec.daily and spec.timezone != group.window.timezone:  # the bundle's clock wins: it was trained on it
+            log.warning(
+                "asset group %s: model %s reads the time of day on %s, the configuration says %s; "
+                "retrain the group to change it",
+                group.name,
+                model.version,
+                spec.timezone,
+                group.window.timezone,
+            )
         if current is not None:
             self._refill(runtime)
 

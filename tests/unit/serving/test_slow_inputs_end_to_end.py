@@ -1,15 +1,21 @@
 """Two days of a simulated pump at a 10 s cadence: trained with lag and time-of-day inputs, bundled, loaded,
-and scored from serving's ring buffers exactly as training's preprocessing would score the same readings."""
+and scored from serving's ring buffers exactly as training's preprocessing would score the same readings.
+
+The plant runs on New York's clock and the data span its autumn change (2026-11-01 06:00 UTC), so the time of
+day, read on that clock in training and in serving, moves an hour against UTC inside the training data."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
+from prometheus_client import CollectorRegistry
 
-from linewatch.core.config import AssetGroupConfig
+from linewatch.core.config import AssetGroupConfig, LinewatchConfig
 from linewatch.ingest.reader import scan_readings, to_wide
 from linewatch.ingest.records import Reading
 from linewatch.ingest.simulate import AssetSpec, Plant, PlantConfig
@@ -18,13 +24,18 @@ from linewatch.models.model import Model
 from linewatch.models.registry import Registry
 from linewatch.models.train import train_group
 from linewatch.serving.buffers import BufferSet, capacity_for, to_model_windows
+from linewatch.serving.metrics import ServeMetrics
+from linewatch.serving.scorer import Scorer
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def test_a_model_with_slow_inputs_scores_the_same_in_serving(tmp_path: Path) -> None:
+def test_a_model_with_slow_inputs_scores_the_same_in_serving(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    zone = "America/New_York"
     plant = Plant(
-        PlantConfig(assets=(AssetSpec("pump-01", "pump"),), cadence_s=10.0, fault_rate_per_asset_per_hour=0.0)
+        PlantConfig(
+            assets=(AssetSpec("pump-01", "pump"),), cadence_s=10.0, fault_rate_per_asset_per_hour=0.0, timezone=zone
+        )
     )
     frame, _ = plant.generate(START, 2.1 * 86400)
     us = frame["ts"].dt.epoch("us").to_list()
@@ -33,11 +44,13 @@ def test_a_model_with_slow_inputs_scores_the_same_in_serving(tmp_path: Path) -> 
     ]
     ParquetStore(tmp_path / "store", "t").write_readings(rows)
     registry = Registry(tmp_path / "models")
-    group = AssetGroupConfig.model_validate({"name": "pumps", "cadence_s": 10.0, "window": {"length": 12, "stride": 3}})
+    window = {"length": 12, "stride": 3, "timezone": zone}
+    group = AssetGroupConfig.model_validate({"name": "pumps", "cadence_s": 10.0, "window": window})
     report = train_group(tmp_path / "store", group, registry, say=lambda _: None)
     model = Model.from_bundle(*registry.load_champion("pumps"))
     spec = model.preprocessor.spec
     assert report.promoted and spec.lag_s == 900.0 and spec.daily and spec.history_steps == 180
+    assert spec.timezone == zone
     assert model.detector.config()["lag_inputs"] and model.detector.config()["daily_inputs"]
 
     long = scan_readings(tmp_path / "store", ["pump-01"]).collect()
@@ -60,3 +73,12 @@ def test_a_model_with_slow_inputs_scores_the_same_in_serving(tmp_path: Path) -> 
     iso_served, iso_trained = model.detector.isolation(served_windows.X), model.detector.isolation(trained_windows.X)
     assert iso_served is not None and iso_trained is not None
     np.testing.assert_allclose(iso_served.fault_z[0], iso_trained.fault_z[-1], rtol=1e-3, atol=1e-3)
+
+    # Serving reads the clock the bundle was trained on; a configuration that now says otherwise is named.
+    utc = group.model_copy(update={"window": group.window.model_copy(update={"timezone": "UTC"})})
+    cfg = LinewatchConfig(storage={"root": tmp_path}, models={"asset_groups": [utc.model_dump()]})
+    scorer = Scorer(cfg, ServeMetrics(CollectorRegistry()))
+    with caplog.at_level(logging.WARNING, logger="linewatch.serving.scorer"):
+        scorer.refresh_models()
+    assert scorer.groups["pumps"].model.preprocessor.spec.timezone == zone
+    assert any(f"time of day on {zone}, the configuration says UTC" in r.getMessage() for r in caplog.records)
