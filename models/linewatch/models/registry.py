@@ -41,6 +41,7 @@ class VersionInfo:
     metrics: dict[str, Any]
     is_champion: bool
     adapted_from: str | None = None  # "GROUP@VERSION" of the model this one was adapted from
+    clock: str = "UTC"  # the time zone its time of day is read in (``WindowSpec.timezone``)
 
 
 def _adapted_from(manifest: dict[str, Any]) -> str | None:
@@ -50,6 +51,14 @@ def _adapted_from(manifest: dict[str, Any]) -> str | None:
     if not isinstance(source, dict):
         return None
     return f"{source.get('asset_group', '?')}@{source.get('version', '?')}"
+
+
+def _clock(manifest: dict[str, Any]) -> str:
+    """The bundle's ``window.timezone``; UTC for a bundle saved before it existed (or one that does not say)."""
+    pre = manifest.get("preprocessing")
+    spec = pre.get("spec") if isinstance(pre, dict) else None
+    zone = spec.get("timezone") if isinstance(spec, dict) else None
+    return zone if isinstance(zone, str) else "UTC"
 
 
 def new_version_name(now: datetime, digest: str) -> str:
@@ -130,6 +139,7 @@ class Registry:
                     metrics=dict(manifest.get("metrics", {})),
                     is_champion=version == champion,
                     adapted_from=_adapted_from(manifest),
+                    clock=_clock(manifest),
                 )
             )
         return out

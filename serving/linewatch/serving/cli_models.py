@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
         """Versions per asset group with their held-out metrics; * marks the champion."""
         registry = registry_for(load_or_exit(config))
         table = Table(title="linewatch models")
-        for column in ("group", "version", "champion", "created", "false alarms", "recall", "adapted from"):
+        for column in ("group", "version", "champion", "created", "false alarms", "recall", "adapted from", "clock"):
             table.add_column(column)
         for group in registry.groups():
             for info in registry.info(group):
@@ -134,6 +134,7 @@ def register(app: typer.Typer) -> None:
                     f"{info.metrics.get('false_alarm_rate', float('nan')):.4f}",
                     f"{info.metrics['event_recall']:.2f}" if "event_recall" in info.metrics else "-",
                     info.adapted_from or "-",
+                    info.clock,
                 )
         make_console().print(table)
 

@@ -270,6 +270,7 @@ def test_an_adapted_model_reads_the_time_of_day_on_the_new_groups_clock(plant: S
     spec = load_source(registry, "chicago-pumps").preprocessor.spec
     assert spec == replace(source.preprocessor.spec, timezone="America/Chicago")
     assert any("read on America/Chicago" in m and "source model's on UTC" in m for m in said), said
+    assert registry.info("chicago-pumps")[0].clock == "America/Chicago" and registry.info("pumps")[0].clock == "UTC"
 
 
 def test_the_wandering_level_rule_does_not_stop_an_adaptation(plant: Setup) -> None:
