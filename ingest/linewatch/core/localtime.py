@@ -8,11 +8,13 @@ learns or uses is read on the local clock of the time zone its window spec names
 ``Europe/Berlin``; ``UTC`` keeps the stored clock).
 
 Polars converts whole arrays at once with the time-zone database built into it (chrono-tz), so the answer does
-not depend on whether the host has tzdata installed; the standard library's ``zoneinfo`` does.
+not depend on whether the host has tzdata installed; the standard library's ``zoneinfo`` does (the simulator
+uses it, one reading at a time; ``tzdata`` comes with pandas where the host has none).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 import numpy as np
@@ -34,14 +36,19 @@ def check_time_zone(name: str) -> str:
     """
     if not isinstance(name, str) or not name.strip() or name != name.strip():
         raise TimeZoneError(f"time zone must be an IANA name such as 'Europe/Berlin' or 'UTC', got {name!r}")
-    if name == UTC_NAME:
-        return name
+    if name != UTC_NAME:
+        _check_known(name)
+    return name
+
+
+@functools.lru_cache(maxsize=64)
+def _check_known(name: str) -> None:
+    """Raises for a name the database lacks; a known one is remembered (window specs are rebuilt every tick)."""
     try:
         pl.Series([0], dtype=pl.Int64).cast(pl.Datetime("us", UTC_NAME)).dt.convert_time_zone(name)
     except pl.exceptions.PolarsError as exc:
         hint = str(exc).split("Hint:", 1)[1].strip().splitlines()[0] if "Hint:" in str(exc) else ""
         raise TimeZoneError(f"unknown time zone {name!r}{f' ({hint})' if hint else ''}") from exc
-    return name
 
 
 def local_us(ts_us: npt.ArrayLike, time_zone: str) -> npt.NDArray[np.int64]:
