@@ -80,6 +80,7 @@ def test_simulate_ingest_train(tmp_path: Path, mosquitto_factory: BrokerFactory)
         assert registry.champion("default") is not None
         listing = _cli("models", "list", config=config)
         assert listing.returncode == 0 and "default" in listing.stdout
+        assert "clock" in listing.stdout and "UTC" in listing.stdout  # the zone its time of day is read in
     finally:
         ingest.cleanup()
 
