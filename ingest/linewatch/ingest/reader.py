@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -235,11 +235,14 @@ class Watermark:
     """How far an incremental reader of one asset has got: see :func:`new_files_since`.
 
     ``mtime_ns`` is the newest file mtime seen; ``seen`` holds the relative paths of the files seen whose mtime
-    is within the slack window below it. ``Watermark()`` means "nothing seen yet".
+    is within the slack window below it. ``Watermark()`` means "nothing seen yet". ``listed`` remembers the mtime
+    of every file the last listing found, so the next one stats only names it has not met: data files are
+    written once under a unique name and never rewritten in place (compaction writes a new name).
     """
 
     mtime_ns: int = 0
     seen: frozenset[str] = frozenset()
+    listed: Mapping[str, int] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,9 +282,10 @@ def new_files_since(
     slack_ns = int(slack_s * 1e9)
     where = where or AssetFiles.of(root, asset)
     listed: list[tuple[int, str, str]] = []
-    # Serving calls this for every asset every second: one scandir per partition and one stat per file,
-    # with names kept as strings and a Path made only for a fresh file (resolving paths, then building a
-    # Path per listed file, cost most of it).
+    known = watermark.listed
+    # Serving calls this for every asset every second: one scandir per partition and one stat per file not
+    # met before, with names kept as strings and a Path made only for a fresh file (resolving paths, then
+    # building a Path per listed file, cost most of it).
     for _, partition in partitions_in(where.path, first_day, None):
         rel_dir = f"{where.rel}/{partition.name}"
         try:
@@ -289,11 +293,14 @@ def new_files_since(
                 for entry in entries:
                     if not is_data_file(entry.name):
                         continue
-                    try:
-                        mtime_ns = entry.stat().st_mtime_ns
-                    except FileNotFoundError:
-                        continue
-                    listed.append((mtime_ns, f"{rel_dir}/{entry.name}", entry.path))
+                    rel = f"{rel_dir}/{entry.name}"
+                    mtime_ns = known.get(rel)
+                    if mtime_ns is None:
+                        try:
+                            mtime_ns = entry.stat().st_mtime_ns
+                        except FileNotFoundError:
+                            continue
+                    listed.append((mtime_ns, rel, entry.path))
         except FileNotFoundError:
             continue
     cutoff = watermark.mtime_ns - slack_ns
@@ -301,7 +308,7 @@ def new_files_since(
     newest = max([watermark.mtime_ns, *(m for m, _, _ in listed)])
     window = newest - slack_ns
     seen = {rel for mtime_ns, rel, _ in listed if mtime_ns >= window}
-    return sorted(fresh), Watermark(newest, frozenset(seen))
+    return sorted(fresh), Watermark(newest, frozenset(seen), {rel: mtime_ns for mtime_ns, rel, _ in listed})
 
 
 def observed_column(sensor: str) -> str:

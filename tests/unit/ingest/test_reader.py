@@ -177,6 +177,25 @@ def test_new_files_since_returns_each_file_once(tmp_path: Path) -> None:
     assert files == []
 
 
+def test_new_files_since_stats_only_names_it_has_not_met(tmp_path: Path) -> None:
+    """Files are written once under unique names, so a listing reuses the mtimes the last one read: touching a
+    listed file changes nothing, and only a new name is looked at (and returned)."""
+    store = ParquetStore(tmp_path, "w")
+    (first,) = store.write_readings([Reading(T0, "p", "t", 1.0, T0)])
+    files, mark = new_files_since(tmp_path, "p", Watermark())
+    assert files == [first] and set(mark.listed.values()) == {mark.mtime_ns}
+    future = mark.mtime_ns + 3_600_000_000_000
+    os.utime(first, ns=(future, future))
+    again, unchanged = new_files_since(tmp_path, "p", mark)
+    assert again == [] and unchanged.mtime_ns == mark.mtime_ns  # not stat-ed again
+    (second,) = store.write_readings([Reading(T0 + 1, "p", "t", 2.0, T0)])
+    files, later = new_files_since(tmp_path, "p", unchanged)
+    assert files == [second] and len(later.listed) == 2 and later.mtime_ns > mark.mtime_ns
+    first_rel = next(rel for rel in later.listed if rel.endswith(first.name))
+    first.unlink()  # compacted away: forgotten with the next listing
+    assert set(new_files_since(tmp_path, "p", later)[1].listed) == set(later.listed) - {first_rel}
+
+
 def test_new_files_since_with_a_kept_asset_directory_lists_the_same(tmp_path: Path) -> None:
     """Serving keeps each asset's resolved directory (AssetFiles); listings and watermarks are unchanged by it,
     also when the store root is reached through a symlink."""
