@@ -15,8 +15,9 @@ is not delivered to serving; it is still in the store for training, and is count
 vanished between listing and reading was merged by compaction and its rows come with the merged file.
 
 **Cost.** Discovering assets lists the ``raw/`` directory; with many assets and a one-second poll, pass
-``discover_every`` to do it every N polls (new assets are rare). Each poll lists and stats the files of every
-followed asset's recent partitions, so it grows with the number of small files compaction has not merged yet.
+``discover_every`` to do it every N polls (new assets are rare). Each poll lists the files of every followed
+asset's recent partitions (and stats the names it has not met), so it grows with the number of small files
+compaction has not merged yet; reading the new ones is most of a poll (one file per asset per ingest flush).
 """
 
 from __future__ import annotations
