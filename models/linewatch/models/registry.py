@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from linewatch.core.localtime import UTC_NAME, TimeZoneError, check_time_zone
 from linewatch.core.paths import safe_child
 from linewatch.core.schema import is_valid_name
 from linewatch.models.bundle import BundleError, bundle_digest, read_bundle, verify_bundle
@@ -54,11 +55,15 @@ def _adapted_from(manifest: dict[str, Any]) -> str | None:
 
 
 def _clock(manifest: dict[str, Any]) -> str:
-    """The bundle's ``window.timezone``; UTC for a bundle saved before it existed (or one that does not say)."""
+    """The bundle's ``window.timezone``: UTC for a bundle saved before it existed, ``?`` for one the zone database
+    does not know (such a bundle is refused when loaded)."""
     pre = manifest.get("preprocessing")
     spec = pre.get("spec") if isinstance(pre, dict) else None
-    zone = spec.get("timezone") if isinstance(spec, dict) else None
-    return zone if isinstance(zone, str) else "UTC"
+    zone = spec.get("timezone", UTC_NAME) if isinstance(spec, dict) else UTC_NAME
+    try:
+        return check_time_zone(zone)
+    except TimeZoneError:
+        return "?"
 
 
 def new_version_name(now: datetime, digest: str) -> str:

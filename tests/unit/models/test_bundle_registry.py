@@ -97,3 +97,17 @@ def test_prune_keeps_champion(tmp_path: Path) -> None:
     removed = reg.prune("g", keep=2)
     assert versions[0] in reg.versions("g")
     assert set(removed) == set(versions[1:3])
+
+
+def test_info_names_each_versions_clock(tmp_path: Path) -> None:
+    """``models list`` shows the zone a version reads the time of day in: UTC for a bundle saved before the
+    setting, and ``?`` (never the raw text) for a zone the database does not know."""
+    reg = Registry(tmp_path / "models")
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    specs = [None, {"timezone": "Asia/Tokyo"}, {"timezone": "[bold]Mars/Olympus"}, {"timezone": 7}, {}]
+    for k, spec in enumerate(specs):
+        manifest: dict[str, object] = {"asset_group": "g", "metrics": {}}
+        if spec is not None:
+            manifest["preprocessing"] = {"spec": spec}
+        reg.add("g", write_bundle(tmp_path / f"s{k}", manifest, {"w": np.ones(1)}), now=t0 + timedelta(minutes=k))
+    assert [info.clock for info in reg.info("g")] == ["UTC", "Asia/Tokyo", "?", "?", "UTC"]
