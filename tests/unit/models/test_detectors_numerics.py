@@ -180,10 +180,28 @@ def test_pca_sensor_limits_find_a_break_that_q_dilutes_and_round_trip() -> None:
     tensors, meta = limited.get_state()
     again = PcaT2Q.from_state(limited.config(), tensors, meta)
     np.testing.assert_array_equal(again.decision_function(faulty), limited.decision_function(faulty))
-    old = {k: v for k, v in tensors.items() if k != "sensor_limit"}
+    old = {k: v for k, v in tensors.items() if k not in ("sensor_limit", "sensor_union")}
     before = PcaT2Q.from_state(limited.config(), old, meta)
     assert not before.sensor_limits
     np.testing.assert_array_equal(before.decision_function(faulty), plain.decision_function(faulty))
+    # A bundle saved before the union was scaled keeps its unscaled worst-sensor ratio.
+    unscaled = PcaT2Q.from_state(limited.config(), {k: v for k, v in tensors.items() if k != "sensor_union"}, meta)
+    assert unscaled.sensor_union_ == 1.0 and limited.sensor_union_ != 1.0
+
+
+def test_pca_sensor_limits_add_no_more_false_alarms_than_the_index_allows() -> None:
+    """Sixty independent sensors: each one passes its own 99 % limit on 1 % of training windows, so the worst of
+    them passes on far more. Scaled, the worst sensor passes the combined index's 99 % training line on about
+    1 % of windows, as the index itself does, and the union on at most the sum of the two."""
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(2000, 10, 60)).astype(np.float32)
+    plain = PcaT2Q(variance=0.5).fit(X)
+    limited = PcaT2Q(variance=0.5, sensor_limits=True).fit(X)
+    line = np.quantile(plain.decision_function(X), 0.99)
+    worst = (limited._sensor_residuals(X) / limited.sensor_limit_).max(axis=1)
+    assert (worst > 1).mean() > 0.2  # unscaled: many sensors, many chances
+    assert (worst * limited.sensor_union_ > line).mean() <= 0.011
+    assert (limited.decision_function(X) > line).mean() <= 0.021
 
 
 def test_iforest_scores_are_positive_and_old_bundles_keep_their_score() -> None:
