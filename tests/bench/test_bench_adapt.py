@@ -38,6 +38,7 @@ from linewatch.models.adapt import (
     covered_hours,
     load_source,
     related_levels,
+    related_spreads,
 )
 from linewatch.models.calibration import Calibrator
 from linewatch.models.evaluation.config import EvalConfig
@@ -117,7 +118,9 @@ def _smd_adapt(source: Fitted, train: np.ndarray, sensors: list[str], quantile: 
     pre = adapted_scaling(own, model.preprocessor)
     seen = _windows(pre, [train[s] for s in fit], sensors, CADENCE_S)
     assert seen is not None
-    pre = related_levels(pre, model, hours, seen.select(seen.valid))
+    seen = seen.select(seen.valid)
+    pre = adapted_scaling(own, model.preprocessor, spread=related_spreads(pre, model, seen))
+    pre = related_levels(pre, model, hours, seen)
     held = _windows(pre, [train[s] for s in cal], sensors, CADENCE_S)
     assert held is not None
     calibrator = adapted_calibration(

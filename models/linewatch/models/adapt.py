@@ -121,10 +121,11 @@ def hours_level(pre: Preprocessor, hours: npt.NDArray[np.bool_] | None) -> tuple
     return np.asarray(at_hours, dtype=np.float64), np.asarray(day, dtype=np.float64)
 
 
-def adapted_scaling(new: Preprocessor, source: Preprocessor) -> Preprocessor:
+def adapted_scaling(new: Preprocessor, source: Preprocessor, spread: F64 | None = None) -> Preprocessor:
     """``new`` (fitted on the new group's few hours) with each sensor's level set for the whole day, its spread no
-    narrower than the source's spread times the ratio of the two machines' levels, and its training range no
-    narrower than the source's carried over.
+    narrower than the source's spread times the ratio of the two machines' levels (or than ``spread``, where
+    :func:`related_spreads` read it off the relations), and its training range no narrower than the source's
+    carried over.
 
     Why the spread: hours of data cover only some of the loads a machine sees, so their spread underestimates
     the real one and every later load change would look anomalous (simulated bigger pump, 6 h of data: 15-30 %
@@ -149,7 +150,7 @@ def adapted_scaling(new: Preprocessor, source: Preprocessor) -> Preprocessor:
     # A level within one spread of zero (a signed or near-zero reading) says nothing about size: ratio 1 there.
     sized = (np.abs(anchor) > theirs.scale) & (np.abs(level) > ours.scale)
     ratio = np.where(sized, np.clip(np.abs(level) / np.maximum(np.abs(anchor), 1e-12), lo, hi), 1.0)
-    scale = np.maximum(ours.scale, theirs.scale * ratio)
+    scale = np.maximum(ours.scale, theirs.scale * ratio if spread is None else spread)
 
     # The source's values carried onto the new machine: from its level at the new hours to the new hours' level,
     # its deviations scaled by the adapted spread. Gives the daily level and widens the hours' own training
@@ -173,6 +174,74 @@ def adapted_scaling(new: Preprocessor, source: Preprocessor) -> Preprocessor:
         ),
         daily_median_=profile,
     )
+
+
+#: Least correlation, over the new hours, between a sensor and what its partners expect of it for the relation to
+#: set its spread: below it the partners' noise or a lag (a bearing's warmth) would dominate the estimate.
+RELATION_MIN_CORRELATION = 0.9
+#: Least share of a sensor's standardised value the source model draws from its partners (1 - its own weight in
+#: its expectation): a sensor that is a principal direction by itself has no partners to be measured against.
+RELATION_MIN_EXPLAINED = 0.5
+#: Least spread of the partners' expectation over the hours, in the source's spreads: hours at one load do not
+#: show how far a sensor moves per unit of load.
+RELATION_MIN_MOVE = 0.3
+#: The relations may move a spread by at most this factor either way from the size ratio's.
+RELATION_MAX_FACTOR = 2.0
+#: Windows the relations are read on, evenly spread over the hours: a slope needs a few thousand, and the model
+#: runs twice per sensor and round on each.
+RELATION_MAX_WINDOWS = 5000
+
+
+def related_spreads(adapted: Preprocessor, source: Model, new_windows: Windows, rounds: int = 3) -> F64:
+    """Each sensor's spread read off the source model's relations on the new hours: how far, in engineering units,
+    the sensor moves per spread that its partners say it should move.
+
+    Why: the size ratio (:func:`adapted_scaling`) is read from levels, and a sensor with an offset (a stiffer base
+    adds vibration at every load, a warmer room a bearing's degrees) gets a ratio that is not its size. Its
+    spread is then off by a fraction, and at loads far from its median the sensor reads off its partners by that
+    fraction of the load's swing: the drift check reports it (simulated bigger pump, seed 1: vibration's spread
+    10 % too wide against its partners, false sensor alerts at high load). Each sensor's expectation from its
+    partners alone (its own reading left out) is regressed on its reading; the slope is its spread. The partners'
+    spreads are themselves estimates, so a few rounds let them settle together. Only where the partners explain
+    the sensor, move over the hours and track it closely; elsewhere, and for detectors without an expectation,
+    the size ratio's spread stands.
+    """
+    scale = adapted.stats.scale.copy()
+    detector = source.detector
+    if type(detector)._expected is Detector._expected or not len(new_windows):
+        return scale
+    n_sensors = len(adapted.sensors_)
+    seen = np.flatnonzero(np.isfinite(new_windows.raw).all(axis=(1, 2)))
+    if seen.size < 20:
+        return scale
+    seen = seen[np.linspace(0, seen.size - 1, min(seen.size, RELATION_MAX_WINDOWS)).round().astype(int)]
+    raw_windows = new_windows.raw[seen]
+    deviation = raw_windows[:, -1, :] - adapted.stats.median
+    X = np.array(new_windows.X[seen], dtype=np.float64)
+    lo, hi = 1.0 / RELATION_MAX_FACTOR, RELATION_MAX_FACTOR
+    start = scale.copy()
+    for _ in range(rounds):
+        X[:, :, :n_sensors] = (raw_windows - adapted.stats.median) / scale
+        updated = scale.copy()
+        for j in range(n_sensors):
+            # The expectation is affine in the sensor's own value for a linear model: two evaluations give its
+            # own weight and the partners' part, and so the expectation with the sensor left out.
+            X[:, :, j] = 0.0
+            at_zero = detector.expected(X)[:, j]
+            X[:, :, j] = 1.0
+            own = float(np.median(detector.expected(X)[:, j] - at_zero))
+            X[:, :, j] = (raw_windows[:, :, j] - adapted.stats.median[j]) / scale[j]
+            if not 1.0 - own >= RELATION_MIN_EXPLAINED:
+                continue
+            partners = at_zero / (1.0 - own)
+            if partners.std() < RELATION_MIN_MOVE or deviation[:, j].std() <= 0:
+                continue
+            if np.corrcoef(partners, deviation[:, j])[0, 1] < RELATION_MIN_CORRELATION:
+                continue
+            slope = float(np.cov(partners, deviation[:, j])[0, 1] / partners.var())
+            updated[j] = np.clip(slope, start[j] * lo, start[j] * hi)
+        scale = updated
+    return np.asarray(scale, dtype=np.float64)
 
 
 def related_levels(

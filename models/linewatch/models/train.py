@@ -42,7 +42,13 @@ from linewatch.core.config import AssetGroupConfig
 from linewatch.ingest.labels import FaultLabel
 from linewatch.ingest.reader import list_assets, scan_readings, to_wide
 from linewatch.models import detectors as _detectors  # noqa: F401  (registers every detector)
-from linewatch.models.adapt import adapted_calibration, adapted_scaling, covered_hours, related_levels
+from linewatch.models.adapt import (
+    adapted_calibration,
+    adapted_scaling,
+    covered_hours,
+    related_levels,
+    related_spreads,
+)
 from linewatch.models.base import DETECTORS, make_detector
 from linewatch.models.bundle import write_bundle
 from linewatch.models.calibration import Calibrator
@@ -298,10 +304,11 @@ def train_group(
     )
     pre = Preprocessor(spec).fit(train_wide, sensors, exclude=exclude)
     if adapt_from is not None:
-        hours = covered_hours(pre)
-        pre = adapted_scaling(pre, adapt_from.preprocessor)
+        hours, fitted = covered_hours(pre), pre
+        pre = adapted_scaling(fitted, adapt_from.preprocessor)
         hours_windows = [exclude_labelled(pre.transform(frame), labels, asset) for asset, frame in train_frames]
         seen = concat_windows([w.select(w.valid) for w in hours_windows])
+        pre = adapted_scaling(fitted, adapt_from.preprocessor, spread=related_spreads(pre, adapt_from, seen))
         pre = related_levels(pre, adapt_from, hours, seen)
 
     train_parts, clean_parts = [], []

@@ -24,7 +24,14 @@ from linewatch.ingest.labels import FaultLabel
 from linewatch.ingest.records import Reading
 from linewatch.ingest.simulate import AssetSpec, Plant, PlantConfig
 from linewatch.ingest.store import ParquetStore
-from linewatch.models.adapt import AdaptSourceError, adapted_scaling, daily_swing, load_source, related_levels
+from linewatch.models.adapt import (
+    AdaptSourceError,
+    adapted_scaling,
+    daily_swing,
+    load_source,
+    related_levels,
+    related_spreads,
+)
 from linewatch.models.base import make_detector
 from linewatch.models.calibration import Calibrator
 from linewatch.models.model import Model
@@ -178,6 +185,57 @@ def test_levels_are_moved_until_the_source_relations_hold_on_the_new_hours() -> 
     forest = make_detector("iforest", seed=0).fit(windows.X)
     plain = replace(source, detector=forest)
     assert related_levels(carried, plain, None, seen) is carried
+
+
+def _loaded(size: float, offset: float, n: int, seed: int) -> pl.DataFrame:
+    """Three sensors driven by one load (a, b, c) and one that moves on its own (d), on a machine ``size`` times
+    bigger whose c also reads ``offset`` high at every load."""
+    rng = np.random.default_rng(seed)
+    load = np.cumsum(rng.normal(0, 0.1, n))
+    load = 100 + 10 * (load - load.mean()) / load.std()
+    cols = {
+        "a": load + rng.normal(0, 0.5, n),
+        "b": 2 * load + rng.normal(0, 1.0, n),
+        "c": 0.5 * load + rng.normal(0, 0.25, n),
+        "d": 20 + rng.normal(0, 1.0, n),
+    }
+    out = {k: size * v + (offset if k == "c" else 0.0) for k, v in cols.items()}
+    return pl.DataFrame({"ts": [START + timedelta(seconds=i) for i in range(n)], **out})
+
+
+def test_spreads_are_read_off_the_relations_where_an_offset_misleads_the_size_ratio() -> None:
+    """A bigger machine (1.5x) whose c carries an offset: its level ratio (2.1) is not its size, so the size
+    ratio makes c's spread 40 % too wide against a's and b's. The relations with a and b say how far c moves per
+    unit of load and bring c in line with them; d, which no partner explains, keeps the size ratio's spread."""
+    spec = WindowSpec(cadence_s=1.0, length=10)
+    sensors = ["a", "b", "c", "d"]
+    trained = Preprocessor(spec).fit(_loaded(1.0, 0.0, 3000, 0), sensors)
+    windows = trained.transform(_loaded(1.0, 0.0, 3000, 0))
+    detector = make_detector("pca_t2q", seed=0).fit(windows.X)
+    calibrator = Calibrator.fit(detector.decision_function(windows.X), quantile=0.99)
+    source = Model(group="src", version="v1", preprocessor=trained, detector=detector, calibrator=calibrator)
+    hours = _loaded(1.5, 30.0, 2000, 1)
+    own = Preprocessor(spec).fit(hours, sensors)
+    sized = adapted_scaling(own, trained)
+    seen = sized.transform(hours)
+    seen = seen.select(seen.valid)
+    # Relations tell spreads relative to each other, not the machine's size (all of a, b and c twice as wide
+    # relate as well): so c's spread is checked against a's and b's, each over its true spread.
+    true = 1.5 * trained.stats.scale
+
+    def off(scale: np.ndarray) -> float:
+        ratio = scale[:3] / true[:3]
+        return float(ratio.max() / ratio.min())
+
+    assert off(sized.stats.scale) > 1.25  # the offset misleads the size ratio
+    spread = related_spreads(sized, source, seen)
+    assert off(spread) < 1.05
+    assert spread[3] == sized.stats.scale[3]
+    fixed = adapted_scaling(own, trained, spread=spread)
+    assert off(fixed.stats.scale) < 1.05
+    # A detector without an expectation of its own leaves the size ratio's spreads as they are.
+    forest = replace(source, detector=make_detector("iforest", seed=0).fit(windows.X))
+    np.testing.assert_array_equal(related_spreads(sized, forest, seen), sized.stats.scale)
 
 
 def _bigger(frame: pl.DataFrame) -> pl.DataFrame:
