@@ -10,7 +10,7 @@ and keeps the detector and its threshold (raised only when the new data asks for
 Measured (README, "Adapting a model to a new machine"; ``tests/bench/test_bench_adapt.py``): on the simulated
 plant a bigger pump adapted from a sibling with 6 h of its data raised 0.5 false machine alerts per week (mean of
 5 seeds; 17 before the level was set for the whole day) against 133 for a model trained fresh on those hours; on
-SMD, with a day of a machine's data, VUS-PR 0.486 against 0.333 fresh (0.456 with the machine's full history).
+SMD, with a day of a machine's data, VUS-PR 0.487 against 0.333 fresh (0.456 with the machine's full history).
 Hours are still not days: its false *sensor* alerts (1.0 per week; 8.7 before spreads were read off the
 relations) stay above a fully trained model's (0.16).
 
@@ -203,9 +203,10 @@ def related_spreads(adapted: Preprocessor, source: Model, new_windows: Windows, 
     fraction of the load's swing: the drift check reports it (simulated bigger pump, seed 1: vibration's spread
     10 % too wide against its partners, false sensor alerts at high load). Each sensor's expectation from its
     partners alone (its own reading left out) is regressed on its reading; the slope is its spread. The partners'
-    spreads are themselves estimates, so a few rounds let them settle together. Only where the partners explain
-    the sensor, move over the hours and track it closely; elsewhere, and for detectors without an expectation,
-    the size ratio's spread stands.
+    spreads are themselves estimates, so a few rounds let them settle together. Relations cannot tell the
+    machine's size (every spread doubled relates as well), so the spreads read are scaled to keep the size ratio's
+    median. Only where the partners explain the sensor, move over the hours and track it closely, and at least
+    two sensors qualify; elsewhere, and for detectors without an expectation, the size ratio's spread stands.
     """
     scale = adapted.stats.scale.copy()
     detector = source.detector
@@ -223,7 +224,7 @@ def related_spreads(adapted: Preprocessor, source: Model, new_windows: Windows, 
     start = scale.copy()
     for _ in range(rounds):
         X[:, :, :n_sensors] = (raw_windows - adapted.stats.median) / scale
-        updated = scale.copy()
+        updated, read = scale.copy(), np.zeros(n_sensors, dtype=bool)
         for j in range(n_sensors):
             # The expectation is affine in the sensor's own value for a linear model: two evaluations give its
             # own weight and the partners' part, and so the expectation with the sensor left out.
@@ -241,7 +242,13 @@ def related_spreads(adapted: Preprocessor, source: Model, new_windows: Windows, 
                 continue
             slope = float(np.cov(partners, deviation[:, j])[0, 1] / partners.var())
             updated[j] = np.clip(slope, start[j] * lo, start[j] * hi)
-        scale = updated
+            read[j] = True
+        if read.sum() >= 2:
+            # Relations fix spreads relative to one another, not the machine's size: that stays the size
+            # ratio's, taken from the sensors it got right (the median), so one offset sensor cannot pull the
+            # others' spreads towards its own error.
+            updated[read] /= np.median(updated[read] / start[read])
+        scale = np.where(read, updated, start)
     return np.asarray(scale, dtype=np.float64)
 
 
