@@ -143,6 +143,21 @@ def adapted_spec(source: Model, group: AssetGroupConfig, emit: Say) -> WindowSpe
     return replace(spec, timezone=group.window.timezone)
 
 
+def _say_spreads(sized: Preprocessor, related: Preprocessor, source: Model, emit: Say) -> None:
+    """Name the spreads the relations moved: an engineer checking an adapted model sees where the size ratio was
+    not the sensor's size (an offset, a different transmitter range)."""
+    moved = [
+        f"{name} {a:.3g} -> {b:.3g}"
+        for name, a, b in zip(related.sensors_, sized.stats.scale, related.stats.scale, strict=True)
+        if abs(b / a - 1.0) > 0.05
+    ]
+    if moved:
+        emit(
+            f"spreads read off the relations between sensors of {source.group}/{source.version} on these hours, "
+            f"not off the size ratio of levels: {', '.join(moved)}"
+        )
+
+
 def _takes_inputs(detector: str) -> bool:
     cls = DETECTORS.get(detector)
     return cls is not None and cls.takes_inputs
@@ -305,10 +320,11 @@ def train_group(
     pre = Preprocessor(spec).fit(train_wide, sensors, exclude=exclude)
     if adapt_from is not None:
         hours, fitted = covered_hours(pre), pre
-        pre = adapted_scaling(fitted, adapt_from.preprocessor)
-        hours_windows = [exclude_labelled(pre.transform(frame), labels, asset) for asset, frame in train_frames]
+        sized = adapted_scaling(fitted, adapt_from.preprocessor)
+        hours_windows = [exclude_labelled(sized.transform(frame), labels, asset) for asset, frame in train_frames]
         seen = concat_windows([w.select(w.valid) for w in hours_windows])
-        pre = adapted_scaling(fitted, adapt_from.preprocessor, spread=related_spreads(pre, adapt_from, seen))
+        pre = adapted_scaling(fitted, adapt_from.preprocessor, spread=related_spreads(sized, adapt_from, seen))
+        _say_spreads(sized, pre, adapt_from, emit)
         pre = related_levels(pre, adapt_from, hours, seen)
 
     train_parts, clean_parts = [], []

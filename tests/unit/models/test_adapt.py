@@ -294,6 +294,9 @@ def test_adapted_model_keeps_detector_and_threshold_and_fits_the_new_pump(
     assert adapted.calibrator.threshold >= source.calibrator.threshold
     assert any("adapting model pumps/" in m for m in messages)
     assert any("00:00-02:59 UTC is less than a day" in m for m in messages), messages  # 3 h from midnight
+    # The vibration's offset (a stiffer base) misleads the size ratio; the relations correct it, and say so.
+    (spreads,) = [m for m in messages if m.startswith("spreads read off the relations")]
+    assert "vibration_rms" in spreads and "flow" not in spreads, spreads
     # The new levels were learned (flow 1.6x; the bearing's level also depends on the hours' time of day).
     i_flow = adapted.sensors.index("flow")
     ratio = adapted.preprocessor.stats.median[i_flow] / source.preprocessor.stats.median[i_flow]
