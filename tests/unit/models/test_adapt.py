@@ -229,6 +229,18 @@ def test_spreads_are_read_off_the_relations_where_an_offset_misleads_the_size_ra
     assert spread[3] == sized.stats.scale[3]
     fixed = adapted_scaling(own, trained, spread=spread)
     np.testing.assert_allclose(fixed.stats.scale[:3] / true[:3], 1.0, atol=0.05)
+    # Hours whose own spread of a is too wide (they swept loads the source rarely saw): a tracks its partners, so
+    # what the relations read wins over the hours' spread, which would otherwise hold a 30 % too wide.
+    # (Here without c's offset: the size ratio is what the majority of sensors gets right.)
+    plain = _loaded(1.5, 0.0, 2000, 1)
+    mine = Preprocessor(spec).fit(plain, sensors)
+    swept = replace(mine, stats_=replace(mine.stats, scale=mine.stats.scale * np.array([1.3, 1.0, 1.0, 1.0])))
+    held = adapted_scaling(swept, trained)
+    assert held.stats.scale[0] / true[0] > 1.25
+    swept_seen = held.transform(plain)
+    swept_seen = swept_seen.select(swept_seen.valid)
+    narrowed = adapted_scaling(swept, trained, spread=related_spreads(held, source, swept_seen))
+    np.testing.assert_allclose(narrowed.stats.scale[:3] / true[:3], 1.0, atol=0.05)
     # A detector without an expectation of its own leaves the size ratio's spreads as they are.
     forest = replace(source, detector=make_detector("iforest", seed=0).fit(windows.X))
     np.testing.assert_array_equal(related_spreads(sized, forest, seen), sized.stats.scale)
