@@ -11,8 +11,8 @@ Measured (README, "Adapting a model to a new machine"; ``tests/bench/test_bench_
 plant a bigger pump adapted from a sibling with 6 h of its data raised 0.5 false machine alerts per week (mean of
 5 seeds; 17 before the level was set for the whole day) against 133 for a model trained fresh on those hours; on
 SMD, with a day of a machine's data, VUS-PR 0.485 against 0.333 fresh (0.456 with the machine's full history).
-Hours are still not days: its false *sensor* alerts (1.0 per week; 8.7 before spreads were read off the
-relations) stay above a fully trained model's (0.16).
+Hours are still not days: its false *sensor* alerts (0.5 per week; 8.7 before spreads were read off the
+relations) stay above a fully trained model's (0.11).
 
 ``SOURCE`` is an asset group of this installation's registry (its champion), ``GROUP@VERSION`` for a given
 version, or the path of a bundle directory copied from another site. Bundles are read with the same checks as

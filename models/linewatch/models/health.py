@@ -3,7 +3,8 @@
 An anomaly score says "something is off"; maintenance needs to know whether to send an instrument technician
 or a mechanic. Sensor faults have signatures a machine rarely produces: an exactly repeated value on a sensor
 that normally varies (stuck), a variance collapse below the sensor's own noise (flat-lined), a value no machine
-state explains (out of range), no data (silent), single-step excursions that return at once (spiking), and one
+state explains (out of range), no data (silent), single-step excursions of one sensor that return at once
+(spiking; several sensors jumping at the same step are the process, a load step and back or a trip), and one
 sensor departing alone from what its correlated partners predict (drifting). A machine fault, by contrast,
 moves sensors smoothly and usually together, and these checks are built to leave that pattern alone.
 
@@ -213,12 +214,16 @@ def check_health(
         others = np.stack([np.delete(resid_f, j, axis=1).max(axis=1) for j in range(n_sensors)], axis=1)
         checks.append((Status.DRIFTING, (resid_f > cfg.drift_z) & (others < cfg.partner_z) & (max_jump < cfg.jump_z)))
 
-    # Spiking: a big jump answered at once by a jump back (a step change or a machine ramp never is).
+    # Spiking: a big jump answered at once by a jump back (a step change or a machine ramp never is), on this
+    # sensor alone: when another sensor jumps at the same step, the process moved (a load step and back, a trip),
+    # and no one sensor is to blame.
     if length > 2:
         a, b = dz[:, :-1, :], dz[:, 1:, :]
         with np.errstate(invalid="ignore"):
-            spike = (np.abs(a) > cfg.spike_z) & (np.abs(b) > cfg.spike_z) & (np.sign(a) != np.sign(b))
+            jump = np.abs(a) > cfg.spike_z
+            spike = jump & (np.abs(b) > cfg.spike_z) & (np.sign(a) != np.sign(b))
             spike &= np.abs(a + b) <= cfg.spike_return * np.abs(a)
+        spike &= jump.sum(axis=2, keepdims=True) == 1
         checks.append((Status.SPIKING, spike.any(axis=1)))
 
     # Flat-lined: variance far below the sensor's own step-to-step noise.

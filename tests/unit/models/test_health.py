@@ -89,6 +89,19 @@ def test_spike_returns_at_once_but_a_step_change_does_not() -> None:
     assert status_of(step, stats(p999=70.0, max=70.0)) == Status.OK
 
 
+def test_a_spike_on_several_sensors_at_once_is_the_process_not_a_sensor() -> None:
+    """A load step and straight back (or a trip) jumps every load-driven sensor at the same step; a sensor's own
+    spike jumps it alone (simulated bigger pump: pressure and speed both dropped for one second with flow and
+    current, and were called spiking)."""
+    raw = np.stack([noisy(s) for s in range(3)], axis=1)[None]
+    one = raw.copy()
+    one[0, 10, 0] = 70.0
+    assert sensor_faults(check_health(one, stats(3), sensors=["a", "b", "c"]), 0) == {"a": Status.SPIKING}
+    both = raw.copy()
+    both[0, 10, :2] = 70.0
+    assert sensor_faults(check_health(both, stats(3), sensors=["a", "b", "c"]), 0) == {}
+
+
 def test_drift_of_one_sensor_while_partners_agree_with_the_model() -> None:
     n = 3
     raw = np.stack([noisy(s) for s in range(n)], axis=1)[None]
