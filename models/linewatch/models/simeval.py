@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,9 @@ class SimEvalResult:
     machine_alerts_on_sensor_faults: int = 0
     normal_weeks: float = 0.0
     per_fault: list[dict[str, Any]] = field(default_factory=list)
+    #: Each machine alert no label explains: asset, start, duration, peak score and the sensor named first, so a
+    #: count can be looked into rather than only reported.
+    unexplained: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, float]:
         def ratio(a: int, b: int) -> float:
@@ -124,6 +128,17 @@ def evaluate_asset(
     for ep in machine_eps:
         if overlaps(*span(ep), spans) is None:
             result.false_machine_alerts += 1
+            first, last = int(ts[ep.start]), int(ts[ep.end - 1])
+            ranking = ranked_sensors(scored.contributions[ep.start : ep.end])
+            result.unexplained.append(
+                {
+                    "asset": asset,
+                    "start": datetime.fromtimestamp(first / _US, UTC).isoformat(),
+                    "duration_s": (last - first) / _US,  # from the first flagged window's end to the last's
+                    "peak_score": float(np.nanmax(scored.anomaly_score[ep.start : ep.end])),
+                    "named_sensor": scored.sensors[int(ranking[0])],
+                }
+            )
         elif overlaps(*span(ep), not_sensor) is None:
             # Explained only by a sensor fault: not false, but it sends a mechanic to a failing sensor.
             result.machine_alerts_on_sensor_faults += 1

@@ -241,6 +241,11 @@ def _score(models: dict[str, Model], root: Path, labels: list[FaultLabel]) -> No
         )
     summary = result.summary()
     console.print(f"  machine alerts not explained by any injected fault: {int(summary['false_machine_alerts'])}")
+    for alert in result.unexplained:
+        console.print(
+            f"    {alert['asset']:<14} from {alert['start'][11:19]} for {alert['duration_s']:.0f} s, peak score "
+            f"{alert['peak_score']:.2f}, named first: {alert['named_sensor']}"
+        )
 
 
 def _live_steps(plant: Plant, start: datetime, end: datetime) -> Iterator[tuple[datetime, str, dict[str, float]]]:
@@ -252,6 +257,25 @@ def _live_steps(plant: Plant, start: datetime, end: datetime) -> Iterator[tuple[
         if delay > 0:
             time.sleep(delay)
         yield step
+
+
+def pending_alerts(page: str) -> list[str]:
+    """Assets whose machine score is at or over 1 on a scraped metrics page while their machine alert is not
+    (yet) active: the alert policy waits ``raise_after_s`` before it raises."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    score: dict[str, float] = {}
+    active: dict[str, float] = {}
+    for family in text_string_to_metric_families(page):
+        for sample in family.samples:
+            asset = sample.labels.get("asset")
+            if asset is None:
+                continue
+            if sample.name == "linewatch_anomaly_score":
+                score[asset] = sample.value
+            elif sample.name == "linewatch_alert_active" and sample.labels.get("kind") == "machine":
+                active[asset] = sample.value
+    return sorted(a for a, s in score.items() if s >= 1.0 and active.get(a, 0.0) < 1.0)
 
 
 def _serve(cfg: LinewatchConfig, live: Callable[[], Iterator[tuple[datetime, str, dict[str, float]]]]) -> None:
@@ -294,8 +318,25 @@ def _serve(cfg: LinewatchConfig, live: Callable[[], Iterator[tuple[datetime, str
     time.sleep(8)
     assert daemon.http is not None
     url = f"http://127.0.0.1:{daemon.http.port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        page = resp.read().decode()
+
+    def scrape() -> str:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return str(resp.read().decode())
+
+    # An asset over the threshold raises its alert only after raise_after_s of it: wait that long (once) so
+    # the scrape shows the alert the score announces, instead of a score of 10 next to "no alert".
+    page = scrape()
+    raise_after = cfg.serve.alerts.raise_after_s
+    waiting = pending_alerts(page)
+    if waiting:
+        console.print(
+            f"  {', '.join(waiting)} over the threshold: an alert is raised once the score stays at or over 1 for "
+            f"{raise_after:g} s (serve.alerts.raise_after_s); waiting for it"
+        )
+        deadline = time.monotonic() + raise_after + 10
+        while pending_alerts(page) and time.monotonic() < deadline:
+            time.sleep(1)
+            page = scrape()
     stop.set("demo finished")
     # Every client leaves before the private broker stops, so the live publisher does not log a broker
     # disconnect (with "messages will be resent") as the demo's last line.

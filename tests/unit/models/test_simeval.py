@@ -39,3 +39,18 @@ def test_false_machine_and_sensor_alerts_are_counted_apart() -> None:
     assert result.false_sensor_alerts == 2
     summary = result.summary()
     assert summary["false_sensor_alerts_per_asset_week"] == 2 / result.normal_weeks > 0
+
+
+def test_an_unexplained_machine_alert_says_when_how_long_how_high_and_which_sensor() -> None:
+    windows = scored([40, 41, 42, 43, 44], [])
+    windows.anomaly_score[42] = 3.5
+    windows.contributions[40:45] = [0.2, 0.8]  # sensor b carries the alert
+    result = SimEvalResult()
+    evaluate_asset(windows, [], "m1", 60.0, result)
+    assert result.false_machine_alerts == 1
+    (alert,) = result.unexplained
+    assert alert["asset"] == "m1"
+    assert alert["start"] == (START + timedelta(seconds=400)).isoformat()
+    assert alert["duration_s"] == 40.0  # from the first flagged window's end to the last's
+    assert alert["peak_score"] == 3.5
+    assert alert["named_sensor"] == "b"
