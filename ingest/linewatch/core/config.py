@@ -8,14 +8,17 @@ levels, e.g. ``LINEWATCH_MQTT__PORT=8883``), which is how systemd units and cont
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from linewatch.core.config_sections import (
     DEFAULT_INGEST_METRICS_PORT,
@@ -70,6 +73,8 @@ __all__ = [
     "WindowConfig",
     "config_json_schema",
     "config_path",
+    "describe_yaml_error",
+    "format_settings_error",
     "format_validation_error",
     "load_config",
     "read_yaml",
@@ -125,6 +130,17 @@ class ConfigError(Exception):
         super().__init__(f"invalid configuration in {source}:\n" + "\n".join(f"  {p}" for p in problems))
 
 
+#: Key names whose values are never echoed in an error: error output ends up in tickets and chat.
+_SECRET_WORDS = ("password", "secret", "token", "key")
+
+
+def _hides_value(item: Mapping[str, Any]) -> bool:
+    """An unknown key may be a misspelt secret (``pasword: ...``): neither it nor a secret-ish key shows its value."""
+    if item.get("type") == "extra_forbidden":
+        return True
+    return any(word in str(part).lower() for part in item.get("loc", ()) for word in _SECRET_WORDS)
+
+
 def format_validation_error(error: ValidationError, env: Mapping[str, str] | None = None) -> list[str]:
     """One readable line per problem, starting with the dotted key path (and the variable, when the value
     came from the environment)."""
@@ -134,13 +150,72 @@ def format_validation_error(error: ValidationError, env: Mapping[str, str] | Non
     for item in error.errors(include_url=False):
         path = ".".join(str(part) for part in item["loc"]) or "(top level)"
         got = item.get("input")
-        shown = "" if isinstance(got, dict | list) or got is None else f" (got {str(got)[:60]!r})"
-        if "password" in path:
+        if isinstance(got, dict | list) or got is None:
             shown = ""
+        elif _hides_value(item):
+            shown = " (value hidden)"
+        else:
+            shown = f" (got {str(got)[:60]!r})"
         env_name = "LINEWATCH_" + "__".join(str(part) for part in item["loc"][:2]).upper()
         origin = f" [from environment {env_name}]" if env_name in env_keys else ""
         lines.append(f"{path}: {item['msg']}{shown}{origin}")
     return lines
+
+
+def _is_section(annotation: Any) -> bool:
+    """Whether an environment value for this field is parsed as JSON (a section or a list), not as a scalar."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_is_section(arg) for arg in get_args(annotation) if arg is not type(None))
+    if get_origin(annotation) in (list, dict, tuple, set) or annotation in (list, dict, tuple, set):
+        return True
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _env_target(name: str) -> tuple[str, Any] | None:
+    """The dotted key path and annotation a ``LINEWATCH_A__B`` variable sets, or None if it names no key."""
+    model: Any = LinewatchConfig
+    parts = name[len("LINEWATCH_") :].lower().split("__")
+    annotation: Any = None
+    for i, part in enumerate(parts):
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+        if i < len(parts) - 1:
+            args = [a for a in get_args(annotation) if a is not type(None)]
+            model = args[0] if get_origin(annotation) in (Union, types.UnionType) and len(args) == 1 else annotation
+    return ".".join(parts), annotation
+
+
+def format_settings_error(error: SettingsError, env: Mapping[str, str] | None = None) -> list[str]:
+    """Name the variable that set a whole section to something that is not JSON (never its value, which may be
+    a secret); pydantic-settings itself only names the top-level field."""
+    env = os.environ if env is None else env
+    match = re.search(r'field "([^"]+)"', str(error))
+    field = match.group(1) if match else "(environment)"
+    lines = []
+    for name, value in sorted(env.items()):
+        upper = name.upper()
+        if not upper.startswith(f"LINEWATCH_{field.upper()}"):
+            continue
+        target = _env_target(upper)
+        if target is None or not _is_section(target[1]):
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            lines.append(
+                f"{target[0]}: not JSON, which a section or list needs (a section's keys can also be set one "
+                f"by one: {upper}__<KEY>) [from environment {upper}]"
+            )
+    return lines or [f"{field}: {error} [from environment]"]
+
+
+def describe_yaml_error(exc: yaml.YAMLError) -> str:
+    """One line (``line L, column C: problem``) instead of PyYAML's multi-line excerpt of the file."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    reason = getattr(exc, "problem", None) or str(exc)
+    return f"{where}{reason}"
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -152,10 +227,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(str(path), [f"(YAML) {where}{reason}"]) from exc
+        raise ConfigError(str(path), [f"(YAML) {describe_yaml_error(exc)}"]) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -176,11 +248,13 @@ def load_config(path: Path | None = None) -> LinewatchConfig:
     """Load and validate the configuration; raise :class:`ConfigError` naming every bad key."""
     resolved = config_path(path)
     data = read_yaml(resolved) if resolved is not None else {}
+    source = str(resolved) if resolved is not None else "built-in defaults and environment"
     try:
         return LinewatchConfig(**data)
     except ValidationError as exc:
-        source = str(resolved) if resolved is not None else "built-in defaults and environment"
         raise ConfigError(source, format_validation_error(exc)) from exc
+    except SettingsError as exc:
+        raise ConfigError(source, format_settings_error(exc)) from exc
 
 
 def config_json_schema() -> dict[str, Any]:

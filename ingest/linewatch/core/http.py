@@ -59,7 +59,10 @@ class MetricsServer:
             def log_message(self, format: str, *args: object) -> None:
                 log.debug("http %s", format % args)
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:  # the bare "[Errno 98] Address already in use" names neither address nor port
+            raise OSError(exc.errno, f"cannot serve /metrics on {host}:{port}: {exc.strerror or exc}") from exc
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
 

@@ -7,15 +7,17 @@ implementation lazily so that ``linewatch ingest`` never loads torch or tsfresh.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from linewatch.core.config import LinewatchConfig, config_json_schema
+from linewatch.core.preflight import path_problems
 from linewatch.core.version import __version__
 from linewatch.serving import cli_data, cli_evaluate, cli_models
-from linewatch.serving.cli_common import ConfigOption, load_or_exit
+from linewatch.serving.cli_common import ConfigOption, errors_as_messages, load_or_exit
 
 app = typer.Typer(
     name="linewatch",
@@ -55,9 +57,9 @@ def config_check(
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Validate a configuration file; exit 0 if usable, 2 with one line per problem otherwise."""
+    """Validate a configuration file and the files it names; exit 0 if usable, 2 with one line per problem."""
     path = file if file is not None else config
-    cfg = load_or_exit(path)
+    cfg = load_or_exit(path, check=path_problems)
     source = str(path) if path is not None else "defaults"
     typer.echo(f"OK: {source} is a valid linewatch configuration (data root: {cfg.data_root})")
 
@@ -85,22 +87,27 @@ def _daemon_logging(cfg: LinewatchConfig) -> None:
 
 
 def _run_daemon(config: Path | None, which: str) -> None:
-    """Load config, set up logging, run a daemon until SIGTERM/SIGINT (one stop event per process)."""
+    """Load config, set up logging, run a daemon until SIGTERM/SIGINT (one stop event per process).
+
+    Files the daemon needs are checked first; what still fails at start-up (a port in use, a bad certificate)
+    is one ``error:`` line and exit status 2, not a traceback."""
     from linewatch.core.lifecycle import StopEvent, install_signal_handlers
 
-    cfg = load_or_exit(config)
+    # serve's MQTT use (alert publishing) is optional and degrades with a logged error, so only ingest checks it
+    cfg = load_or_exit(config, check=partial(path_problems, mqtt=which == "ingest", training=False))
     _daemon_logging(cfg)
     stop = StopEvent()
     restore = install_signal_handlers(stop)
     try:
-        if which == "ingest":
-            from linewatch.ingest.daemon import IngestDaemon
+        with errors_as_messages():
+            if which == "ingest":
+                from linewatch.ingest.daemon import IngestDaemon
 
-            IngestDaemon(cfg, stop=stop).run()
-        else:
-            from linewatch.serving.daemon import ServeDaemon
+                IngestDaemon(cfg, stop=stop).run()
+            else:
+                from linewatch.serving.daemon import ServeDaemon
 
-            ServeDaemon(cfg, stop=stop).run()
+                ServeDaemon(cfg, stop=stop).run()
     finally:
         restore()
 

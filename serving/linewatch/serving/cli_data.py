@@ -8,10 +8,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -19,7 +21,14 @@ from linewatch.core.config import LinewatchConfig
 from linewatch.core.lifecycle import StopEvent, install_signal_handlers
 from linewatch.ingest.publish import PublishStats
 from linewatch.ingest.records import Step
-from linewatch.serving.cli_common import ConfigOption, load_or_exit, make_console
+from linewatch.serving.cli_common import (
+    ConfigOption,
+    broker_problems,
+    errors_as_messages,
+    load_or_exit,
+    make_console,
+    storage_problems,
+)
 
 console = make_console(stderr=True)
 
@@ -106,16 +115,46 @@ def publish_with_progress(
 SpeedOption = Annotated[
     float, typer.Option("--speed", help="1 = real time, 60 = a minute per second, 0 = as fast as possible.", min=0)
 ]
+
+
+class PublishFormat(StrEnum):
+    single = "single"
+    record = "record"
+
+
 FormatOption = Annotated[
-    str, typer.Option("--format", help="'single' (one reading per message) or 'record' (one message per asset step).")
+    PublishFormat,
+    typer.Option("--format", help="'single' (one reading per message) or 'record' (one message per asset step)."),
 ]
-PrefixOption = Annotated[str, typer.Option("--topic-prefix", help="Topics are <prefix>/<asset>[/<sensor>].")]
+# help text is rich markup: the optional "[/<sensor>]" would otherwise read as a closing tag and crash --help
+PrefixOption = Annotated[str, typer.Option("--topic-prefix", help=escape("Topics are <prefix>/<asset>[/<sensor>]."))]
 
 
-def _fmt(value: str) -> Literal["single", "record"]:
-    if value not in ("single", "record"):
-        raise typer.BadParameter("must be 'single' or 'record'", param_hint="--format")
-    return "single" if value == "single" else "record"
+def _fmt(value: PublishFormat) -> Literal["single", "record"]:
+    return "single" if value is PublishFormat.single else "record"
+
+
+def _positive(value: float | None) -> float | None:
+    """Option callback: reject before anything starts, not after a banner or a traceback."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter("must be a number greater than 0")
+    return value
+
+
+def _non_negative(value: float) -> float:
+    if not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter("must be a number of at least 0")
+    return value
+
+
+def _new_file(value: Path | None) -> Path | None:
+    """A file that the command will create: its folder must exist and it must not be a folder itself."""
+    if value is not None:
+        if value.is_dir():
+            raise typer.BadParameter(f"{value} is a folder")
+        if not value.parent.is_dir():
+            raise typer.BadParameter(f"folder {value.parent} does not exist")
+    return value
 
 
 def register(app: typer.Typer) -> None:
@@ -131,24 +170,31 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
         speed: SpeedOption = 1.0,
         duration: Annotated[
-            float | None, typer.Option("--duration", help="Seconds of plant time (default: run until stopped).")
+            float | None,
+            typer.Option("--duration", help="Seconds of plant time (default: run until stopped).", callback=_positive),
         ] = None,
         labels: Annotated[
-            Path | None, typer.Option("--labels", help="Write the injected faults (ground truth) to this CSV.")
+            Path | None,
+            typer.Option("--labels", help="Write the injected faults (ground truth) to this CSV.", callback=_new_file),
         ] = None,
         seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same plant.")] = 0,
-        fault_rate: Annotated[float, typer.Option("--fault-rate", help="Faults per asset per hour.")] = 0.5,
+        fault_rate: Annotated[
+            float, typer.Option("--fault-rate", help="Faults per asset per hour.", callback=_non_negative)
+        ] = 0.5,
         fault_free: Annotated[
-            float, typer.Option("--fault-free", help="Seconds at the start with no faults (training data).")
+            float,
+            typer.Option(
+                "--fault-free", help="Seconds at the start with no faults (training data).", callback=_non_negative
+            ),
         ] = 3600.0,
-        fmt: FormatOption = "single",
+        fmt: FormatOption = PublishFormat.single,
         topic_prefix: PrefixOption = "plant/site1",
     ) -> None:
         """Publish a synthetic plant (pumps, compressor, press) with injected faults to the MQTT broker."""
         from linewatch.ingest.labels import FaultLabel, write_labels
         from linewatch.ingest.simulate import Plant, PlantConfig
 
-        cfg = load_or_exit(config)
+        cfg = load_or_exit(config, check=broker_problems)
         if duration is None and speed != 1:
             raise typer.BadParameter("a run faster or slower than real time needs --duration", param_hint="--speed")
         plant_cfg = PlantConfig(seed=seed, fault_rate_per_asset_per_hour=fault_rate, fault_free_s=fault_free)
@@ -161,26 +207,28 @@ def register(app: typer.Typer) -> None:
             if labels is not None:
                 write_labels(labels, begun)
 
-        if labels is not None:
-            write_labels(labels, [])
-        total = None if duration is None else math.ceil(duration / plant_cfg.cadence_s) * len(plant_cfg.assets)
-        console.print(
-            f"simulating {len(plant_cfg.assets)} assets from {start.isoformat()} "
-            f"({'until stopped' if duration is None else f'{duration:g} s'}, speed {speed:g}) "
-            f"to mqtt://{cfg.mqtt.host}:{cfg.mqtt.port}/{topic_prefix}/..."
-        )
-        publish_with_progress(
-            cfg,
-            plant.iter_steps(start, duration, on_fault=on_fault),
-            total_steps=total,
-            speed=speed,
-            fmt=_fmt(fmt),
-            topic_prefix=topic_prefix,
-            what="simulate",
-            client_id=f"linewatch-simulate-{seed}",
-        )
-        if labels is not None and duration is not None:
-            write_labels(labels, plant.schedule(start, duration))
+        with errors_as_messages():  # the labels file or a password/TLS file that cannot be used
+            if labels is not None:
+                write_labels(labels, [])
+            total = None if duration is None else math.ceil(duration / plant_cfg.cadence_s) * len(plant_cfg.assets)
+            console.print(
+                f"simulating {len(plant_cfg.assets)} assets from {start.isoformat()} "
+                f"({'until stopped' if duration is None else f'{duration:g} s'}, speed {speed:g}) "
+                f"to mqtt://{cfg.mqtt.host}:{cfg.mqtt.port}/{topic_prefix}/...",
+                markup=False,
+            )
+            publish_with_progress(
+                cfg,
+                plant.iter_steps(start, duration, on_fault=on_fault),
+                total_steps=total,
+                speed=speed,
+                fmt=_fmt(fmt),
+                topic_prefix=topic_prefix,
+                what="simulate",
+                client_id=f"linewatch-simulate-{seed}",
+            )
+            if labels is not None and duration is not None:
+                write_labels(labels, plant.schedule(start, duration))
         if labels is not None:
             console.print(f"fault labels ({len(begun)} faults) written to {labels}")
 
@@ -194,13 +242,13 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--keep-timestamps", help="Publish the file's own times (old data will be quarantined)."),
         ] = False,
-        fmt: FormatOption = "record",
+        fmt: FormatOption = PublishFormat.record,
         topic_prefix: PrefixOption = "plant/replay",
     ) -> None:
         """Publish a recorded dataset to MQTT, shifted to end now unless --keep-timestamps."""
         from linewatch.ingest.replay import DatasetError, load_dataset, replay_steps
 
-        cfg = load_or_exit(config)
+        cfg = load_or_exit(config, check=broker_problems)
         try:
             dataset = load_dataset(file, asset=asset)
         except DatasetError as exc:
@@ -219,24 +267,26 @@ def register(app: typer.Typer) -> None:
             frame = frame.with_columns(frame["ts"] + shift)
             console.print(f"timestamps shifted by {shift} so the replay ends no later than now")
         steps = frame.select("ts", "asset").unique().height
-        publish_with_progress(
-            cfg,
-            replay_steps(frame),
-            total_steps=steps,
-            speed=speed,
-            fmt=_fmt(fmt),
-            topic_prefix=topic_prefix,
-            what=f"replay {file.name}",
-            client_id="linewatch-replay",
-        )
+        with errors_as_messages():  # a password or TLS file that cannot be used after all
+            publish_with_progress(
+                cfg,
+                replay_steps(frame),
+                total_steps=steps,
+                speed=speed,
+                fmt=_fmt(fmt),
+                topic_prefix=topic_prefix,
+                what=f"replay {file.name}",
+                client_id="linewatch-replay",
+            )
 
     @store_app.command("compact")
     def store_compact(config: ConfigOption = None) -> None:
         """Merge small files and remove duplicate readings (safe while ingest runs)."""
         from linewatch.ingest.compaction import compact
 
-        cfg = load_or_exit(config)
-        stats = compact(Path(cfg.data_root), min_files=2, older_than_s=0)
+        cfg = load_or_exit(config, check=storage_problems)
+        with errors_as_messages():
+            stats = compact(Path(cfg.data_root), min_files=2, older_than_s=0)
         console.print(
             f"compacted {stats.partitions_compacted} of {stats.partitions_seen} partitions: "
             f"{stats.files_in} files -> {stats.files_out}, {stats.duplicates_removed} duplicates removed, "
@@ -246,7 +296,9 @@ def register(app: typer.Typer) -> None:
     @store_app.command("summary")
     def store_summary(config: ConfigOption = None) -> None:
         """Per asset and sensor: readings, time span, value range; quarantine by reason."""
-        print_store_summary(Path(load_or_exit(config).data_root))
+        root = Path(load_or_exit(config, check=storage_problems).data_root)
+        with errors_as_messages():
+            print_store_summary(root)
 
 
 def print_store_summary(root: Path) -> None:

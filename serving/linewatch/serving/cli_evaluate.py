@@ -6,11 +6,14 @@ import os
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from linewatch.serving.cli_common import ConfigOption, load_or_exit, make_console
+from linewatch.serving.cli_common import ConfigOption, describe_error, fail, load_or_exit, make_console
+
+if TYPE_CHECKING:
+    from linewatch.models.evaluation.config import EvalConfig
 
 console = make_console(stderr=True)
 #: Where benchmark data lives when ``--data`` is not given: ``$LINEWATCH_BENCH_DATA/<dataset>``, else this.
@@ -29,6 +32,32 @@ def default_data(dataset: str) -> Path:
     return (Path(root) if root else DEFAULT_BENCH_DATA) / dataset
 
 
+def load_checked_eval_config(path: Path | None, dataset: Dataset) -> EvalConfig:
+    """The evaluation configuration with the dataset's detector built once, so that a bad YAML file, an
+    unknown key, a misspelt detector or a bad hyper-parameter is one line before minutes of evaluation."""
+    import yaml
+    from pydantic import ValidationError
+
+    from linewatch.core.config import describe_yaml_error, format_validation_error
+    from linewatch.models import detectors  # noqa: F401  (registers every detector)
+    from linewatch.models.base import make_detector
+    from linewatch.models.evaluation import load_eval_config
+
+    try:
+        cfg = load_eval_config(path)
+        setup = getattr(cfg, dataset.value)
+        make_detector(setup.detector, seed=setup.seed, **setup.params)
+    except OSError as exc:
+        fail(f"evaluation config {path}: {describe_error(exc)}")
+    except yaml.YAMLError as exc:
+        fail(f"evaluation config {path}: {describe_yaml_error(exc)}")
+    except ValidationError as exc:
+        fail(f"evaluation config {path}: " + "; ".join(format_validation_error(exc, env={})))
+    except (ValueError, TypeError) as exc:  # unknown detector, or hyper-parameters its constructor rejects
+        fail(f"evaluation config {path}: {dataset.value}: {exc}")
+    return cfg
+
+
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate(
@@ -44,7 +73,8 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         report: Annotated[
-            Path | None, typer.Option("--report", help="Also write a Markdown report with plots into this folder.")
+            Path | None,
+            typer.Option("--report", help="Also write a Markdown report with plots into this folder.", file_okay=False),
         ] = None,
         eval_config: Annotated[
             Path | None,
@@ -59,17 +89,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Measure the shipped pipeline on a public benchmark with its published protocol."""
         load_or_exit(config)  # every command validates its --config; evaluation itself needs nothing from it
-        from pydantic import ValidationError
-
-        from linewatch.models.evaluation import EvaluationError, load_eval_config, run_dataset
+        from linewatch.models.evaluation import EvaluationError, run_dataset
         from linewatch.models.evaluation.reference import comparison_rows
         from linewatch.models.evaluation.report import write_json, write_report
 
-        try:
-            cfg = load_eval_config(eval_config)
-        except (OSError, ValidationError, ValueError) as exc:
-            console.print(f"[red]evaluation config {eval_config}:[/red] {exc}")
-            raise typer.Exit(code=2) from exc
+        cfg = load_checked_eval_config(eval_config, dataset)
         folder = data or default_data(dataset.value)
         started = time.monotonic()
         try:

@@ -14,7 +14,14 @@ from linewatch.core.config import LinewatchConfig
 
 if TYPE_CHECKING:
     from linewatch.models.registry import Registry
-from linewatch.serving.cli_common import ConfigOption, load_or_exit, make_console
+from linewatch.serving.cli_common import (
+    ConfigOption,
+    describe_error,
+    errors_as_messages,
+    load_or_exit,
+    make_console,
+    storage_problems,
+)
 
 console = make_console(stderr=True)
 
@@ -55,7 +62,8 @@ def run_training(
     results = []
     for group in groups:
         path = labels_file or group.training.labels_file
-        labels = read_labels(path) if path is not None else []
+        with errors_as_messages():  # a LabelError names the file and line: missing, unreadable, malformed
+            labels = read_labels(path) if path is not None else []
         started = time.monotonic()
         with console.status(f"training asset group {group.name} ({group.detector.name})..."):
             try:
@@ -112,7 +120,7 @@ def register(app: typer.Typer) -> None:
         """Train (or retrain) models from the store; promote a new one only if no worse than the champion."""
         if promote not in ("if_better", "always", "never"):
             raise typer.BadParameter("must be if_better, always or never", param_hint="--promote")
-        cfg = load_or_exit(config)
+        cfg = load_or_exit(config, check=storage_problems)
         results = run_training(cfg, group_name=asset_group, labels_file=labels, promote=promote, adapt_from=adapt_from)
         if json_out is not None:
             json_out.write_text(json.dumps(results, indent=2, default=str))
@@ -120,12 +128,25 @@ def register(app: typer.Typer) -> None:
     @models_app.command("list")
     def models_list(config: ConfigOption = None) -> None:
         """Versions per asset group with their held-out metrics; * marks the champion."""
-        registry = registry_for(load_or_exit(config))
+        from linewatch.models.registry import RegistryError
+
+        registry = registry_for(load_or_exit(config, check=storage_problems))
+        with errors_as_messages():
+            groups = registry.groups()
+        if not groups:
+            make_console().print(f"no models yet under {registry.root}", markup=False, highlight=False)
+            return
         table = Table(title="linewatch models")
         for column in ("group", "version", "champion", "created", "false alarms", "recall", "adapted from", "clock"):
             table.add_column(column)
-        for group in registry.groups():
-            for info in registry.info(group):
+        unreadable: list[str] = []
+        for group in groups:
+            try:
+                infos = registry.info(group)
+            except RegistryError as exc:  # e.g. a corrupt champion.json: list the other groups, then fail
+                unreadable.append(f"group {group}: {describe_error(exc)}")
+                continue
+            for info in infos:
                 table.add_row(
                     group,
                     info.version,
@@ -136,7 +157,12 @@ def register(app: typer.Typer) -> None:
                     info.adapted_from or "-",
                     info.clock,
                 )
-        make_console().print(table)
+        if table.row_count:
+            make_console().print(table)
+        for problem in unreadable:
+            console.print(f"error: {problem}", markup=False, highlight=False)
+        if unreadable:
+            raise typer.Exit(code=1)
 
     @models_app.command("promote")
     def models_promote(

@@ -17,7 +17,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from linewatch.core.config import LinewatchConfig
-from linewatch.serving.cli_common import ConfigOption, load_or_exit, make_console
+from linewatch.serving.cli_common import ConfigOption, load_or_exit, make_console, storage_problems
 
 if TYPE_CHECKING:
     import polars as pl
@@ -153,7 +153,7 @@ def register(store_app: typer.Typer) -> None:
         """Data quality and plots of each asset's recent readings, against the model's training range."""
         from linewatch.ingest.reader import list_assets
 
-        cfg = load_or_exit(config)
+        cfg = load_or_exit(config, check=storage_problems)
         root = Path(cfg.data_root)
         groups = [g for g in cfg.models.asset_groups if group is None or g.name == group]
         if not groups:

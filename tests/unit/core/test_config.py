@@ -251,3 +251,40 @@ def test_an_asset_belongs_to_the_first_group_that_matches_it() -> None:
     assert models.group_of("pump-02") is models.asset_groups[1]
     assert models.group_of("press-01") is models.asset_groups[2]
     assert models.group_of("press-02") is None and models.group_of("fan-01") is None
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"mqtt": {"pasword": "hunter2secret"}}, "mqtt.pasword"),  # unknown key: may be a misspelt secret
+        ({"mqtt": {"tls": {"key_file": 12345678}}}, "mqtt.tls.key_file"),  # secret-ish name, wrong type
+        ({"mqtt": {"password": 12345678}}, "mqtt.password"),
+        ({"serve": {"api_token": "hunter2secret"}}, "serve.api_token"),
+    ],
+)
+def test_values_of_unknown_and_secret_keys_are_hidden(tmp_path: Path, data: Any, key: str) -> None:
+    problems = _problems(tmp_path, data)
+    line = next(p for p in problems if p.startswith(f"{key}:"))
+    assert "(value hidden)" in line
+    assert "hunter2secret" not in line and "12345678" not in line
+
+
+def test_values_of_other_keys_are_still_shown(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, {"serve": {"interval_s": "soon"}})
+    assert any(p.startswith("serve.interval_s:") and "(got 'soon')" in p for p in problems)
+
+
+def test_section_from_environment_that_is_not_json_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LINEWATCH_MQTT__TLS", "hunter2secret")
+    monkeypatch.setenv("LINEWATCH_MQTT__PORT", "1884")  # a scalar under the same section is not to blame
+    with pytest.raises(ConfigError) as info:
+        load_config(None)
+    assert len(info.value.problems) == 1
+    problem = info.value.problems[0]
+    assert problem.startswith("mqtt.tls:") and problem.endswith("[from environment LINEWATCH_MQTT__TLS]")
+    assert "hunter2secret" not in problem
+
+
+def test_section_from_environment_as_json_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LINEWATCH_MQTT__TLS", '{"enabled": true}')
+    assert load_config(None).mqtt.tls.enabled

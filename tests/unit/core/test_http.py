@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import urllib.error
 import urllib.request
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from linewatch.core.http import MetricsServer
@@ -49,3 +51,14 @@ def test_failing_check_is_503_not_a_crash() -> None:
         assert _get(f"http://127.0.0.1:{server.port}/metrics")[0] == 200
     finally:
         server.stop()
+
+
+def test_port_in_use_names_address_and_port() -> None:
+    first = MetricsServer("127.0.0.1", 0, CollectorRegistry()).start()
+    try:
+        with pytest.raises(OSError) as info:
+            MetricsServer("127.0.0.1", first.port, CollectorRegistry())
+        assert info.value.errno == errno.EADDRINUSE
+        assert info.value.strerror == f"cannot serve /metrics on 127.0.0.1:{first.port}: Address already in use"
+    finally:
+        first.stop()
