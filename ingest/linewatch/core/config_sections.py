@@ -356,6 +356,17 @@ class TrainingConfig(_Section):
             " also leaves out a bearing temperature that follows the day's warmth."
         ),
     )
+    wandering_level_p: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description=(
+            "Opt-in (0.05 turns it on): a sensor whose level wanders like a random walk over the training data (ADF p"
+            " above this) and that no other sensor explains is kept, with room for its level to wander one more"
+            " training span as normal (pca_t2q). Off by default: on a few hours of data it gives a bearing"
+            " temperature that room, and a worn bearing then reads as a vibration sensor drifting."
+        ),
+    )
 
 
 class AssetGroupConfig(_Section):

@@ -84,6 +84,8 @@ class Detector(ABC):
     #: Takes the derived inputs (lag, time of day) that follow the sensors in a window, via ``lag_inputs`` and
     #: ``daily_inputs`` constructor arguments; other detectors are trained on the sensors alone.
     takes_inputs: ClassVar[bool] = False
+    #: Accepts ``wandering`` (indices of sensors whose level wanders over the training data; set by training).
+    takes_wandering: ClassVar[bool] = False
 
     def __init__(self, *, seed: int = 0) -> None:
         self.seed = int(seed)

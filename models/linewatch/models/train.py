@@ -53,7 +53,14 @@ from linewatch.models.base import DETECTORS, make_detector
 from linewatch.models.bundle import write_bundle
 from linewatch.models.calibration import Calibrator
 from linewatch.models.model import Model
-from linewatch.models.quality import UsabilityRules, render_text, summarise, usable_sensors
+from linewatch.models.quality import (
+    UsabilityRules,
+    render_text,
+    summarise,
+    usable_sensors,
+    wander_as_in,
+    wandering_levels,
+)
 from linewatch.models.registry import Registry
 from linewatch.models.windows import (
     Preprocessor,
@@ -161,6 +168,17 @@ def _say_spreads(sized: Preprocessor, related: Preprocessor, source: Model, emit
 def _takes_inputs(detector: str) -> bool:
     cls = DETECTORS.get(detector)
     return cls is not None and cls.takes_inputs
+
+
+def _unlabelled(readings: pl.DataFrame, labels: Sequence[FaultLabel]) -> pl.DataFrame:
+    """The readings outside every labelled period: whether a level wanders is a question about normal operation,
+    and a labelled fault (a bearing's vibration climbing for ten minutes) is not trained on either."""
+    inside = pl.lit(False)
+    for label in labels:
+        inside = inside | (
+            (pl.col("asset") == label.asset) & (pl.col("ts") >= label.start) & (pl.col("ts") < label.end)
+        )
+    return readings.filter(~inside)
 
 
 def select_assets(available: Sequence[str], patterns: Sequence[str]) -> list[str]:
@@ -278,9 +296,15 @@ def train_group(
     # The wandering-level rule asks whether these hours are long enough to learn a sensor's level. An adapted
     # model's levels come from the source's daily profile and relations instead, so the rule does not apply: on the
     # few hours adaptation is for, it would otherwise reject the bearing temperature the source needs.
+    # For the same reason an adapted model keeps the source's detector as trained, wandering levels included.
     wander_p = group.training.max_unit_root_p if adapt_from is None else None
+    wandering_p = group.training.wandering_level_p if adapt_from is None else None
     rules = UsabilityRules(max_unit_root_p=wander_p)
-    report = summarise(readings, group.cadence_s, wander_p=rules.max_unit_root_p)
+    wander_at = min((p for p in (wander_p, wandering_p) if p), default=None)
+    report = summarise(readings, group.cadence_s, wander_p=wander_at)
+    unlabelled = _unlabelled(readings, labels) if labels else readings
+    if unlabelled.height and unlabelled.height < readings.height:
+        report = wander_as_in(report, summarise(unlabelled, group.cadence_s, wander_p=wander_at))
     usable, excluded = usable_sensors(report, rules)
     if adapt_from is not None:
         sensors = list(adapt_from.sensors)
@@ -345,6 +369,16 @@ def train_group(
         params: dict[str, Any] = dict(group.detector.params)
         if _takes_inputs(group.detector.name):
             params.update(lag_inputs=bool(spec.lag_s), daily_inputs=spec.daily)
+        kind = DETECTORS.get(group.detector.name)
+        if kind is not None and kind.takes_wandering and "wandering" not in params:
+            params["wandering"] = wandering_levels(report, sensors, wandering_p)
+            if params["wandering"]:
+                names = ", ".join(sensors[j] for j in params["wandering"])
+                emit(
+                    f"group {group.name}: the level of {names} wanders over the training data and no other sensor "
+                    "explains it: kept, with room to wander as far again as normal (train on a longer history to "
+                    "learn it)"
+                )
         detector = make_detector(group.detector.name, seed=group.training.seed, **params)
         detector.fit(train.X)
         clean = concat_windows([w for w in clean_parts if len(w)] or clean_parts)
@@ -482,7 +516,7 @@ def _decide(
     promote: str,
 ) -> tuple[bool, str, dict[str, float] | None]:
     if promote == "never":
-        return False, "not promoted (--no-promote)", None
+        return False, "not promoted (--promote never)", None
     if promote == "always" or registry.champion(group) is None:
         return True, "first model of the group" if promote != "always" else "promoted by request", None
     try:

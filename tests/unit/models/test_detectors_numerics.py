@@ -221,3 +221,40 @@ def test_iforest_scores_are_positive_and_old_bundles_keep_their_score() -> None:
     old = legacy.decision_function(X)
     assert (old < 0).mean() > 0.5  # PyOD's score, as such a bundle was calibrated on
     np.testing.assert_allclose(old - old.mean(), scores - scores.mean(), atol=1e-9)  # the same ranking, shifted
+
+
+def test_a_wandering_level_may_wander_on_while_relations_and_large_excursions_still_score() -> None:
+    """Sensor 0 random-walks over training (a thermocouple on a short span); 1 and 2 follow a shared load. Declared
+    wandering, sensor 0 may sit 4 training spreads from its mean without an alarm, where the plain model alarms; a
+    broken relation between 1 and 2 and a large excursion of 0 score as before."""
+    rng = np.random.default_rng(5)
+    n, length = 3000, 5
+    walk = np.cumsum(rng.normal(scale=0.05, size=n))
+    load = rng.normal(size=n)
+    series = np.stack([walk, load + 0.1 * rng.normal(size=n), 2 * load + 0.1 * rng.normal(size=n)], axis=1)
+    X = np.lib.stride_tricks.sliding_window_view(series, length, axis=0).transpose(0, 2, 1)
+    spread = series[:, 0].std()
+
+    def shifted(j: int, by: float) -> np.ndarray:
+        """The last windows with sensor ``j`` moved to ``by`` from its training mean."""
+        out = X[-200:].copy()
+        out[:, :, j] += series[:, j].mean() + by - out[:, :, j].mean()
+        return out
+
+    plain, wandering = PcaT2Q(score_steps=length).fit(X), PcaT2Q(score_steps=length, wandering=[0]).fit(X)
+    assert wandering.config()["wandering"] == [0] and plain.config()["wandering"] == []
+    for model in (plain, wandering):
+        limit = np.quantile(model.decision_function(X), 0.99)
+        broken = X[-200:].copy()
+        broken[:, :, 1] -= 1.5  # sensor 1 leaves its relation to sensor 2
+        assert np.median(model.decision_function(broken)) > 3 * limit
+        assert np.median(model.decision_function(shifted(0, 12 * spread))) > 3 * limit
+        ratio = np.median(model.decision_function(shifted(0, 4 * spread))) / limit
+        if model is plain:
+            assert ratio > 2.0  # its training level trusted: 4 spreads from its mean alarms
+        else:
+            assert ratio < 1.0  # within the wander one more training span allows (sqrt(8) = 2.8 spreads, 1 sigma)
+    with pytest.raises(ValueError, match="wandering"):
+        PcaT2Q(wandering=[-1])
+    with pytest.raises(ValueError, match="out of range"):
+        PcaT2Q(wandering=[3]).fit(X)

@@ -16,6 +16,7 @@ from linewatch.models.quality import (
     unexplained_p,
     unit_root_p,
     usable_sensors,
+    wandering_levels,
 )
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -146,6 +147,9 @@ def test_a_wander_other_sensors_explain_is_kept_and_a_lone_one_is_not() -> None:
     assert q["vibration"].unexplained_p is None
     usable, excluded = usable_sensors(report, UsabilityRules(max_unit_root_p=0.05))
     assert usable == ["current", "flow", "vibration"]
+    # Kept instead (the default), the same level is the one training gives room to wander.
+    assert wandering_levels(report, ["vibration", "thermo", "flow", "absent"], 0.05) == [1]
+    assert wandering_levels(report, ["thermo"], None) == []
     assert "no other sensor explains it (Engle-Granger p = " in excluded["thermo"]
     assert render_text(report, excluded).splitlines()[0].split()[9:12] == ["adf", "p", "alone"]
     # The wander level follows the rule's: a sensor at or below it is not judged, nor anyone's partner.

@@ -70,6 +70,20 @@ too (on C-MAPSS that cut the median warning lead from 65 to 26 cycles; scaled, 3
 tests, so on data whose normal residuals wander more than training showed (SMD's servers, SKAB's short
 training) it adds false alarms; measured in the README, which is why it is an option and not the default.
 
+Wandering levels (``wandering``: sensor indices, set by training from the data-quality report when the opt-in
+``wandering_level_p`` is on): a sensor whose
+level wanders like a random walk over the training data and that no other sensor explains (the ADF and
+Engle-Granger tests of :mod:`linewatch.models.quality`) cannot have its normal level learned from that data: after
+training it goes on wandering (SKAB's thermocouples after 400 s; the simulated bearing temperature on a few
+hours, following the day's warmth). Trusting its training spread turns the wander into false alarms; leaving it
+out (the opt-in rule ``max_unit_root_p``) loses the sensor. Instead its level gets the uncertainty a random walk
+implies: the variance it would show one more training span on, :data:`WANDERING_LEVEL_VARIANCE` more training
+variances added to its own direction of the covariance before the components are chosen. Its level may then
+move about sqrt(8) = 2.8 of its training spreads as normal operation, while its relations to partners, its fast
+changes and a larger excursion still score. The horizon (one training span) is fixed a priori, not fitted. Not
+the default: a bearing temperature given that room on a few hours no longer tells a worn bearing (temperature and
+vibration up together) from a drifting vibration sensor, and the demo's worn bearings raised sensor alerts.
+
 Slow context (``lag_inputs``, ``daily_inputs``; set by training from the window spec, see
 :mod:`linewatch.models.derived`): windows then carry, after the sensors, a first-order lag of each sensor and
 the time of day. The detector's score, attribution and expectation still come from the per-step sensor model
@@ -83,6 +97,7 @@ allowed (more false machine alerts on the simulated plant), so alerts keep the p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -99,6 +114,10 @@ from linewatch.models.base import (
 )
 
 _EPS = 1e-12
+#: Variance added to a wandering level's own direction, in units of its training variance (see the module
+#: docstring): a random walk's expected squared distance from its training mean, one training span later, is 8 times
+#: its variance over the training span (``s² = σ²T/6`` within it; ``σ²(T + T/3)`` at ``2T``), so 7 more.
+WANDERING_LEVEL_VARIANCE = 7.0
 _CONTEXT = "context."  # prefix of the context model's tensors
 ATTRIBUTIONS = ("decomposition", "deviation", "movement")
 
@@ -139,6 +158,7 @@ class PcaT2Q(Detector):
 
     name = "pca_t2q"
     takes_inputs = True
+    takes_wandering = True
 
     def __init__(
         self,
@@ -152,9 +172,13 @@ class PcaT2Q(Detector):
         lag_inputs: bool = False,
         daily_inputs: bool = False,
         sensor_limits: bool = False,
+        wandering: Sequence[int] = (),
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
+        if any(isinstance(j, bool) or not isinstance(j, int) or j < 0 for j in wandering):
+            raise ValueError(f"wandering must list sensor indices (non-negative integers), got {list(wandering)!r}")
+        self.wandering = tuple(sorted(set(int(j) for j in wandering)))
         if attribution not in ATTRIBUTIONS:
             raise ValueError(f"attribution must be one of {', '.join(ATTRIBUTIONS)}, got {attribution!r}")
         self.attribution = attribution
@@ -205,6 +229,7 @@ class PcaT2Q(Detector):
             "lag_inputs": self.lag_inputs,
             "daily_inputs": self.daily_inputs,
             "sensor_limits": self.sensor_limits,
+            "wandering": list(self.wandering),
         }
 
     # -- samples -----------------------------------------------------------------------------------------
@@ -295,6 +320,11 @@ class PcaT2Q(Detector):
         scale = np.where(scale > 1e-9, scale, 1.0)  # a constant sensor carries no correlation to model
         Z = (samples - mean) / scale
         cov = (Z.T @ Z) / max(len(Z) - 1, 1)
+        if self._modelled == (False, False):  # the sensor model: the context model keeps training's own levels
+            for j in self.wandering:
+                if j >= self._sensor_count(X.shape[2]):
+                    raise ValueError(f"wandering sensor index {j} out of range for {X.shape[2]} sensors")
+                cov[j, j] += WANDERING_LEVEL_VARIANCE
         eigenvalues, vectors = np.linalg.eigh(cov)
         order = np.argsort(eigenvalues)[::-1]
         eigenvalues, vectors = np.clip(eigenvalues[order], 0.0, None), vectors[:, order]

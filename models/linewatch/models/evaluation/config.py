@@ -44,6 +44,12 @@ class DatasetEval(BaseModel):
         lt=1.0,
         description="Opt-in quality rule: leave out sensors whose training level wanders (ADF p above this).",
     )
+    wandering_level_p: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="Opt-in: keep a level that wanders over training and nothing explains, with room to wander on.",
+    )
     seed: int = Field(0, description="Detector seed.")
 
 

@@ -24,11 +24,11 @@ import polars as pl
 
 from linewatch.ingest.reader import observed_column
 from linewatch.models import detectors as _detectors  # noqa: F401  (registers every detector)
-from linewatch.models.base import make_detector
+from linewatch.models.base import DETECTORS, make_detector
 from linewatch.models.calibration import Calibrator
 from linewatch.models.evaluation.config import DatasetEval
 from linewatch.models.model import Model
-from linewatch.models.quality import UsabilityRules, summarise, usable_sensors
+from linewatch.models.quality import UsabilityRules, summarise, usable_sensors, wandering_levels
 from linewatch.models.windows import Preprocessor, Windows, WindowSpec, concat_windows
 
 F64 = npt.NDArray[np.float64]
@@ -99,9 +99,10 @@ def fit_model(
     spec = WindowSpec(cadence_s=cadence_s, length=cfg.window_length, stride=1)
     fit_all = np.concatenate(list(fit_chunks))
     fit_wide = wide_frame(fit_all, sensors, cadence_s)
+    wander_ps = [p for p in (cfg.max_unit_root_p, cfg.wandering_level_p) if p is not None]
+    report = summarise(fit_wide, cadence_s, wander_p=min(wander_ps, default=None))
     if cfg.quality_filter:
-        rules = UsabilityRules(max_unit_root_p=cfg.max_unit_root_p)
-        usable, excluded = usable_sensors(summarise(fit_wide, cadence_s, wander_p=rules.max_unit_root_p), rules)
+        usable, excluded = usable_sensors(report, UsabilityRules(max_unit_root_p=cfg.max_unit_root_p))
         used = [s for s in sensors if s in set(usable)]
     else:
         used, excluded = list(sensors), {}
@@ -111,7 +112,11 @@ def fit_model(
     train = _windows(pre, fit_chunks, sensors, cadence_s)
     if train is None or len(train) < 20:
         raise EvaluationError(f"{name}: fewer than 20 training windows")
-    detector = make_detector(cfg.detector, seed=cfg.seed, **cfg.params)
+    params = dict(cfg.params)
+    kind = DETECTORS.get(cfg.detector)
+    if kind is not None and kind.takes_wandering:
+        params.setdefault("wandering", wandering_levels(report, used, cfg.wandering_level_p))
+    detector = make_detector(cfg.detector, seed=cfg.seed, **params)
     detector.fit(train.X)
     held = _windows(pre, calib_chunks, sensors, cadence_s)
     if held is None:
