@@ -302,7 +302,8 @@ def train_group(
     rules = UsabilityRules(max_unit_root_p=wander_p)
     wander_at = min((p for p in (wander_p, wandering_p) if p), default=None)
     report = summarise(readings, group.cadence_s, wander_p=wander_at)
-    unlabelled = _unlabelled(readings, labels) if labels else readings
+    # Only a rule reads the wander tests; without one the report keeps the whole data's (one summary, not two).
+    unlabelled = _unlabelled(readings, labels) if labels and wander_at is not None else readings
     if unlabelled.height and unlabelled.height < readings.height:
         report = wander_as_in(report, summarise(unlabelled, group.cadence_s, wander_p=wander_at))
     usable, excluded = usable_sensors(report, rules)
