@@ -100,8 +100,9 @@ def fit_model(
     fit_all = np.concatenate(list(fit_chunks))
     fit_wide = wide_frame(fit_all, sensors, cadence_s)
     wander_ps = [p for p in (cfg.max_unit_root_p, cfg.wandering_level_p) if p is not None]
-    report = summarise(fit_wide, cadence_s, wander_p=min(wander_ps, default=None))
-    if cfg.quality_filter:
+    needed = cfg.quality_filter or cfg.wandering_level_p is not None
+    report = summarise(fit_wide, cadence_s, wander_p=min(wander_ps, default=None)) if needed else None
+    if report is not None and cfg.quality_filter:
         usable, excluded = usable_sensors(report, UsabilityRules(max_unit_root_p=cfg.max_unit_root_p))
         used = [s for s in sensors if s in set(usable)]
     else:
@@ -114,7 +115,7 @@ def fit_model(
         raise EvaluationError(f"{name}: fewer than 20 training windows")
     params = dict(cfg.params)
     kind = DETECTORS.get(cfg.detector)
-    if kind is not None and kind.takes_wandering:
+    if kind is not None and kind.takes_wandering and report is not None:
         params.setdefault("wandering", wandering_levels(report, used, cfg.wandering_level_p))
     detector = make_detector(cfg.detector, seed=cfg.seed, **params)
     detector.fit(train.X)
