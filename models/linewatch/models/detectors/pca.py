@@ -80,9 +80,11 @@ out (the opt-in rule ``max_unit_root_p``) loses the sensor. Instead its level ge
 implies: the variance it would show one more training span on, :data:`WANDERING_LEVEL_VARIANCE` more training
 variances added to its own direction of the covariance before the components are chosen. Its level may then
 move about sqrt(8) = 2.8 of its training spreads as normal operation, while its relations to partners, its fast
-changes and a larger excursion still score. The horizon (one training span) is fixed a priori, not fitted. Not
-the default: a bearing temperature given that room on a few hours no longer tells a worn bearing (temperature and
-vibration up together) from a drifting vibration sensor, and the demo's worn bearings raised sensor alerts.
+changes and a larger excursion still score. The horizon (one training span) is fixed a priori, not fitted. The
+room is for the score only: isolation (the drift check) asks a second model of the same data without it
+(:meth:`PcaT2Q._isolation_model`, saved with the bundle), because a level free to move no longer vouches for its
+partners, and a worn bearing (temperature and vibration rising together) read as the vibration sensor drifting
+(the first version raised sensor alerts for the demo's worn bearings). An option, not the default (README).
 
 Slow context (``lag_inputs``, ``daily_inputs``; set by training from the window spec, see
 :mod:`linewatch.models.derived`): windows then carry, after the sensors, a first-order lag of each sensor and
@@ -298,6 +300,24 @@ class PcaT2Q(Detector):
         context._modelled = (self.lag_inputs, self.daily_inputs)
         return context
 
+    def _isolation_model(self) -> PcaT2Q:
+        """This detector without room for wandering levels: the model a detector with ``wandering`` isolates with.
+
+        The room lets a wandering level move without scoring, which is right for the alarm but wrong for telling
+        a sensor fault from a machine fault: a level free to move no longer vouches for its partners, so a worn
+        bearing (temperature and vibration rising together) read as the vibration sensor drifting alone (the
+        demo's worn bearings raised sensor alerts). Isolation asks the relations training showed, as without
+        the option. With slow context inputs the context model already does (it keeps training's own levels).
+        """
+        return PcaT2Q(
+            variance=self.variance,
+            n_components=self.n_components,
+            score_steps=self.score_steps,
+            limit_quantile=self.limit_quantile,
+            slope_steps=self.slope_steps,
+            seed=self.seed,
+        )
+
     def _fold(self, parts: npt.NDArray[np.float64], n_sensors: int) -> npt.NDArray[np.float64]:
         """Per-coordinate parts ``(..., F)`` summed back to sensors ``(..., S)``; time-of-day parts are no sensor's."""
         blocks = self._blocks(parts.shape[-1], n_sensors)
@@ -306,7 +326,7 @@ class PcaT2Q(Detector):
     # -- hooks -------------------------------------------------------------------------------------------
     def _fit(self, X: Array, X_val: Array | None) -> None:
         del X_val  # nothing to tune early; the limits come from the training distribution
-        if self._modelled == (False, False) and X.shape[2] > self._input_sensors(X.shape[2]):
+        if self._modelled == (False, False) and (X.shape[2] > self._input_sensors(X.shape[2]) or self.wandering):
             self._fit_context(X)
         X = self._sensors_only(X)
         self._sensor_count(X.shape[2])  # the channels must fit the modelled inputs
@@ -384,7 +404,7 @@ class PcaT2Q(Detector):
         return self
 
     def _fit_context(self, X: Array) -> None:
-        context = self._context_model()
+        context = self._context_model() if self.lag_inputs or self.daily_inputs else self._isolation_model()
         context._fit(X, None)
         self.context_ = context
 
@@ -489,8 +509,11 @@ class PcaT2Q(Detector):
         return tensors, meta
 
     def _set_state(self, tensors: Tensors, meta: dict[str, Any]) -> None:
-        if self._modelled == (False, False) and (self.lag_inputs or self.daily_inputs):
-            context = self._context_model()
+        inputs = self.lag_inputs or self.daily_inputs
+        # A detector with wandering levels saves the model it isolates with (absent from bundles saved before).
+        unwidened = bool(self.wandering) and any(k.startswith(_CONTEXT) for k in tensors)
+        if self._modelled == (False, False) and (inputs or unwidened):
+            context = self._context_model() if inputs else self._isolation_model()
             context._set_state(
                 {k.removeprefix(_CONTEXT): v for k, v in tensors.items() if k.startswith(_CONTEXT)},
                 {**meta, "n_components": meta["context_components"]},
