@@ -55,9 +55,13 @@ def overlaps(ep_start_us: int, ep_end_us: int, spans_us: Sequence[tuple[int, int
 
 
 def ranked_sensors(contributions: npt.ArrayLike, flagged: npt.ArrayLike | None = None) -> npt.NDArray[np.int64]:
-    """Sensor indices, most responsible first: sensors flagged unhealthy first, then by summed contribution.
+    """Sensor indices, most responsible first: by ``flagged`` (per sensor, the windows flagged unhealthy, or a
+    bool), then by summed contribution.
 
-    A failing sensor explains an anomaly better than any share the detector gives it, so health flags lead.
+    A failing sensor explains an anomaly better than any share the detector gives it, so health flags lead; and a
+    sensor flagged through most of a fault outranks one flagged in a window or two of it, as in the sensor alert
+    an operator sees (it lists the unhealthy sensors as they persist; a blip of two windows is under the 30 s a
+    sensor alert waits for).
     """
     c = np.asarray(contributions, dtype=np.float64).sum(axis=0)
     key = c.copy()

@@ -157,7 +157,7 @@ def evaluate_asset(
         detected = bool(hit_machine or hit_sensor)
         flagged_windows = in_fault & (anomalous | unhealthy)
         ranking = (
-            ranked_sensors(scored.contributions[flagged_windows], (scored.health[flagged_windows] != 0).any(axis=0))
+            ranked_sensors(scored.contributions[flagged_windows], (scored.health[flagged_windows] != 0).sum(axis=0))
             if flagged_windows.any()
             else np.arange(len(scored.sensors))
         )

@@ -22,3 +22,6 @@ def test_ranked_sensors_health_first() -> None:
     contrib = np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1]])
     assert ranked_sensors(contrib).tolist() == [0, 1, 2]
     assert ranked_sensors(contrib, np.array([False, False, True])).tolist()[0] == 2
+    # Flagged through most of a fault outranks a blip of two windows, whatever the shares say.
+    assert ranked_sensors(contrib, np.array([0, 2, 85])).tolist() == [2, 1, 0]
+    assert ranked_sensors(contrib, np.array([3, 0, 3])).tolist() == [0, 2, 1]  # equal flags: the shares decide
