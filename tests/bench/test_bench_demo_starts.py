@@ -46,7 +46,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "default": ({}, {}),
     "wandering-levels": ({"wandering_level_p": 0.05}, {}),
     "wandering-rule": ({"max_unit_root_p": 0.05}, {}),
-    "deviation-attribution": ({}, {"attribution": "deviation"}),
+    "decomposition-attribution": ({}, {"attribution": "decomposition"}),
     "sensor-limits": ({}, {"sensor_limits": True}),
     "wandering-rule-deviation-and-sensor-limits": (
         {"max_unit_root_p": 0.05},

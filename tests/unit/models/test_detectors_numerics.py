@@ -46,7 +46,7 @@ def test_t2_and_q_parts_sum_to_the_classic_statistics() -> None:
 def test_pca_contributions_add_up_to_the_score() -> None:
     rng = np.random.default_rng(1)
     X = (rng.normal(size=(50, 12, 1)) * [1.0, -1.0, 0.5] + 0.1 * rng.normal(size=(50, 12, 3))).astype(np.float32)
-    det = PcaT2Q(score_steps=4).fit(X)
+    det = PcaT2Q(score_steps=4, attribution="decomposition").fit(X)
     np.testing.assert_allclose(det._contrib(X).sum(axis=1), det.decision_function(X))
 
 
@@ -98,7 +98,7 @@ def test_pca_with_slopes_adds_up_and_round_trips() -> None:
     rng = np.random.default_rng(3)
     load = np.cumsum(rng.normal(scale=0.1, size=(60, 30, 1)), axis=1)
     X = (load * [1.0, -1.0, 0.5] + 0.1 * rng.normal(size=(60, 30, 3))).astype(np.float32)
-    det = PcaT2Q(score_steps=4, slope_steps=10).fit(X)
+    det = PcaT2Q(score_steps=4, slope_steps=10, attribution="decomposition").fit(X)
     np.testing.assert_allclose(det._contrib(X).sum(axis=1), det.decision_function(X))
     assert det.expected(X).shape == (60, 3) and det.components_ is not None and det.components_.shape[0] == 6
     iso = det.isolation(X)
@@ -116,8 +116,9 @@ def test_pca_deviation_attribution_names_the_sensor_that_moved_and_round_trips()
     X = (load * [1.0, 0.9, 0.8] + 0.05 * rng.normal(size=(80, 12, 3))).astype(np.float32)
     faulty = X[:5].copy()
     faulty[:, -4:, 2] += 6.0
-    decomposition = PcaT2Q(score_steps=4).fit(X)
-    deviation = PcaT2Q(score_steps=4, attribution="deviation").fit(X)
+    decomposition = PcaT2Q(score_steps=4, attribution="decomposition").fit(X)
+    deviation = PcaT2Q(score_steps=4).fit(X)
+    assert deviation.attribution == "deviation"  # the default
     np.testing.assert_array_equal(deviation.decision_function(faulty), decomposition.decision_function(faulty))
     shares = deviation.contributions(faulty)
     np.testing.assert_allclose(shares.sum(axis=1), 1.0)
@@ -126,6 +127,11 @@ def test_pca_deviation_attribution_names_the_sensor_that_moved_and_round_trips()
     again = PcaT2Q.from_state(deviation.config(), tensors, meta)
     assert again.attribution == "deviation"
     np.testing.assert_array_equal(again.contributions(faulty), shares)
+    # A bundle saved before the option existed keeps the decomposition it named root causes by.
+    legacy = {k: v for k, v in deviation.config().items() if k != "attribution"}
+    older = PcaT2Q.from_state(legacy, tensors, meta)
+    assert older.attribution == "decomposition"
+    np.testing.assert_allclose(older.contributions(faulty), decomposition.contributions(faulty))
 
 
 def test_pca_movement_attribution_names_the_sensor_that_jumps_not_the_one_offset() -> None:
@@ -139,7 +145,7 @@ def test_pca_movement_attribution_names_the_sensor_that_jumps_not_the_one_offset
     faulty = X[:5].copy()
     faulty[:, :, 0] += 8.0
     faulty[:, -4:, 2] += 2.0
-    decomposition = PcaT2Q(score_steps=4).fit(X)
+    decomposition = PcaT2Q(score_steps=4, attribution="decomposition").fit(X)
     movement = PcaT2Q(score_steps=4, attribution="movement").fit(X)
     np.testing.assert_array_equal(movement.decision_function(faulty), decomposition.decision_function(faulty))
     assert (decomposition.contributions(faulty).argmax(axis=1) == 0).all()

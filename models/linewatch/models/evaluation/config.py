@@ -5,7 +5,7 @@ operators to copy and edit; a test keeps the two equal). They were chosen once f
 from results on the benchmark files:
 
 * ``pca_t2q`` everywhere: the detector linewatch ships as default (classic multivariate SPC, T² + Q), cheap on
-  two CPU cores, with an exact per-sensor decomposition for attribution.
+  two CPU cores, naming root causes by each sensor's distance from its training normal (its default).
 * 10-step windows (the detector's default ``score_steps``): 10 s on SKAB (1 Hz), 10 min on SMD (1 min),
   30 min on TEP (3 min), 10 flight cycles on C-MAPSS. Long enough to average single-sample noise, short enough
   that detection delay stays a few steps.

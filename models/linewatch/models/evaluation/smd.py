@@ -10,16 +10,16 @@ precision/recall/F1 of ``anomaly_score >= 1`` (threshold from training data only
 runs per day of normal test time, mean detection delay of detected segments. Summary values are means over
 machines (TSB-AD's convention: per series, then averaged); the pooled point-wise F1 is added beside them.
 
-Attribution: per ``interpretation_label`` segment, each sensor's contribution summed over the segment's rows
-ranks the sensors. :meth:`Model.score` reports per-step *shares* (summing to 1); the contribution of a step is
-its share times the step's anomaly score, so a step that is barely anomalous does not weigh as much as the peak
-(for ``pca_t2q`` this is exactly the per-sensor part of the T² + Q index). HitRate@100/150 %, NDCG@|true|
-and AC@1/AC@3 average over all segments of all machines, each next to the exact expectation for a random
-ranking (see :mod:`linewatch.models.evaluation.metrics`) and next to the per-sensor z-score baseline computed
-the same way (``*_zscore``: each test row's ``|x - mean| / std`` with the whole ``train``'s statistics, std
-floored at :data:`ZSCORE_STD_FLOOR`, summed over the segment). The data README quotes 0.78 / 0.88 for a z-score
-ranking; summed over segments as this protocol prescribes, it scores lower, so the baseline is recomputed here
-rather than compared with a figure measured another way.
+Attribution: per ``interpretation_label`` segment, each sensor's contribution summed over the segment's rows ranks
+the sensors. :meth:`Model.score` reports per-step *shares* (summing to 1); the contribution of a step is its share
+times the step's anomaly score, so a step that is barely anomalous does not weigh as much as the peak (for
+``pca_t2q`` with ``attribution: decomposition`` this is exactly the per-sensor part of the T² + Q index).
+HitRate@100/150 %, NDCG@|true| and AC@1/AC@3 average over all segments of all machines, each next to the exact
+expectation for a random ranking (see :mod:`linewatch.models.evaluation.metrics`) and next to the per-sensor z-score
+baseline computed the same way (``*_zscore``: each test row's ``|x - mean| / std`` with the whole ``train``'s
+statistics, std floored at :data:`ZSCORE_STD_FLOOR`, summed over the segment). The data README quotes 0.78 / 0.88
+for a z-score ranking; summed over segments as this protocol prescribes, it scores lower, so the baseline is
+recomputed here rather than compared with a figure measured another way.
 
 Layouts: this copy ships ``npy/<machine>_{train,test,test_label}.npy``; the authors' original release has the
 same arrays as comma-separated text, ``train/<machine>.txt``, ``test/<machine>.txt`` and
