@@ -43,7 +43,7 @@ class ServeMetrics:
         )
         self.contribution = Gauge(
             "linewatch_sensor_contribution_ratio",
-            "Share of the anomaly score attributed to the sensor (sums to 1).",
+            "Share of the anomaly the model attributes to the sensor (pca_t2q: its distance from normal; sums to 1).",
             ["asset", "sensor"],
             registry=registry,
         )
