@@ -21,20 +21,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pytest
 
 from linewatch.core.config import AssetGroupConfig
 from linewatch.core.config_sections import DetectorConfig, TrainingConfig
-from linewatch.ingest.records import Reading
 from linewatch.ingest.simulate import Plant, PlantConfig
-from linewatch.ingest.store import ParquetStore
 from linewatch.models.model import Model
 from linewatch.models.registry import Registry
 from linewatch.models.simeval import evaluate
 from linewatch.models.train import train_group
 from linewatch.serving.demo import DemoPlan
-from tests.unit.models.test_sim_quality import GROUPS
+from tests.unit.models.test_sim_quality import GROUPS, write_store
 
 pytestmark = pytest.mark.timeout(3600)
 START_HOURS = (0, 4, 8, 12, 16, 20)
@@ -54,21 +51,6 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     ),
 }
 OUT = Path(__file__).resolve().parents[2] / ".bench" / "demo_starts.json"
-
-
-def _store(frame: pl.DataFrame, root: Path) -> Path:
-    rows = [
-        Reading(t, a, s, v, t)
-        for t, a, s, v in zip(
-            frame["ts"].dt.epoch("us").to_list(),
-            frame["asset"].to_list(),
-            frame["sensor"].to_list(),
-            frame["value"].to_list(),
-            strict=True,
-        )
-    ]
-    ParquetStore(root, "sim").write_readings(rows)
-    return root
 
 
 def _grade(fault: dict[str, Any]) -> tuple[bool, bool, bool]:
@@ -98,7 +80,7 @@ def test_bench_demo_starts(tmp_path: Path) -> None:
             )
         )
         frame, labels = plant.generate(start, plan.plant_seconds)
-        store = _store(frame, tmp_path / f"h{hour}" / "store")
+        store = write_store(frame, tmp_path / f"h{hour}" / "store")
         for variant, (training, params) in VARIANTS.items():
             began = time.perf_counter()
             registry = Registry(tmp_path / f"h{hour}" / variant)

@@ -30,21 +30,25 @@ START = datetime(2026, 11, 1, tzinfo=UTC)
 GROUPS = (("pumps", "pump-*"), ("compressors", "compressor-*"), ("presses", "press-*"))
 
 
+def write_store(frame: pl.DataFrame, root: Path) -> Path:
+    """A simulated long frame (ts, asset, sensor, value) as a Parquet store at ``root``, received when measured."""
+    ts_us = frame["ts"].dt.epoch("us").to_list()
+    rows = [
+        Reading(t, a, s, v, t)
+        for t, a, s, v in zip(
+            ts_us, frame["asset"].to_list(), frame["sensor"].to_list(), frame["value"].to_list(), strict=True
+        )
+    ]
+    ParquetStore(root, "sim").write_readings(rows)
+    return root
+
+
 def run_plant(tmp: Path, seed: int, train_h: float, test_h: float) -> tuple[SimEvalResult, dict[str, Any]]:
     """Simulate, store the first ``train_h`` hours, train every group with defaults, evaluate on the rest."""
     plant = Plant(PlantConfig(seed=seed, fault_free_s=train_h * 3600 * 0.6, fault_rate_per_asset_per_hour=0.25))
     frame, labels = plant.generate(START, (train_h + test_h) * 3600)
     cut = START + timedelta(hours=train_h)
-    train = frame.filter(pl.col("ts") < cut)
-    ts_us = train["ts"].dt.epoch("us").to_list()
-    rows = [
-        Reading(t, a, s, v, t)
-        for t, a, s, v in zip(
-            ts_us, train["asset"].to_list(), train["sensor"].to_list(), train["value"].to_list(), strict=True
-        )
-    ]
-    store = tmp / "store"
-    ParquetStore(store, "sim").write_readings(rows)
+    store = write_store(frame.filter(pl.col("ts") < cut), tmp / "store")
     registry = Registry(tmp / "models")
     train_labels: Sequence[FaultLabel] = [lb for lb in labels if lb.start < cut]
     models: dict[str, Model] = {}
