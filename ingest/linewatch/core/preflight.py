@@ -3,6 +3,10 @@
 Validation only knows types; a missing CA file or password file, or a storage root that is a regular file,
 would otherwise surface as a traceback deep in start-up. These checks only look (no file is created or
 written), so ``linewatch config check`` can run them on a production host, and each problem names its key.
+
+Only files that will be read are checked: a CA file left in place while TLS is off, or a password file while no
+user name is set, must not stop a daemon that never opens them. Such settings are reported instead as notes
+(:func:`unused_settings`): they usually mean the admin expects TLS or a login that is not happening.
 """
 
 from __future__ import annotations
@@ -43,15 +47,43 @@ def path_problems(cfg: LinewatchConfig, *, storage: bool = True, mqtt: bool = Tr
         root_key = "storage.root" if cfg.storage.root is not None else "home"
         found.append(directory_problem(root_key, cfg.data_root))
     if mqtt:
-        if cfg.mqtt.password_file is not None:
+        if cfg.mqtt.password_file is not None and _reads_password_file(cfg):
             found.append(file_problem("mqtt.password_file", cfg.mqtt.password_file))
-        tls = cfg.mqtt.tls
-        for name, path in (("ca_file", tls.ca_file), ("cert_file", tls.cert_file), ("key_file", tls.key_file)):
-            if path is not None:
-                found.append(file_problem(f"mqtt.tls.{name}", path))
+        if cfg.mqtt.tls.enabled:
+            found.extend(file_problem(f"mqtt.tls.{name}", path) for name, path in _tls_files(cfg))
     if training:
         for i, group in enumerate(cfg.models.asset_groups):
             if group.training.labels_file is not None:
                 key = f"models.asset_groups.{i}.training.labels_file"
                 found.append(file_problem(key, group.training.labels_file))
     return [p for p in found if p is not None]
+
+
+def unused_settings(cfg: LinewatchConfig) -> list[str]:
+    """One ``key: why`` line per MQTT setting that has no effect as configured (not an error: nothing reads it)."""
+    mqtt = cfg.mqtt
+    notes = []
+    if mqtt.username is None:
+        for key, value in (("mqtt.password", mqtt.password), ("mqtt.password_file", mqtt.password_file)):
+            if value is not None:
+                notes.append(f"{key}: unused, because mqtt.username is not set (the broker gets no login)")
+    elif mqtt.password_file is not None and not _reads_password_file(cfg):
+        notes.append("mqtt.password_file: unused, because mqtt.password (or its environment override) is set")
+    if not mqtt.tls.enabled:
+        notes.extend(
+            f"mqtt.tls.{name}: unused, because mqtt.tls.enabled is false (the connection is not encrypted)"
+            for name, _ in _tls_files(cfg)
+        )
+    return notes
+
+
+def _reads_password_file(cfg: LinewatchConfig) -> bool:
+    """The client sends a password only with a user name, and an inline password comes before the file."""
+    password = cfg.mqtt.password
+    return cfg.mqtt.username is not None and (password is None or not password.get_secret_value())
+
+
+def _tls_files(cfg: LinewatchConfig) -> list[tuple[str, Path]]:
+    tls = cfg.mqtt.tls
+    named = (("ca_file", tls.ca_file), ("cert_file", tls.cert_file), ("key_file", tls.key_file))
+    return [(name, path) for name, path in named if path is not None]

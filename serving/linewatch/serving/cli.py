@@ -7,6 +7,7 @@ implementation lazily so that ``linewatch ingest`` never loads torch or tsfresh.
 from __future__ import annotations
 
 import json
+import logging
 from functools import partial
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +15,7 @@ from typing import Annotated
 import typer
 
 from linewatch.core.config import LinewatchConfig, config_json_schema
-from linewatch.core.preflight import path_problems
+from linewatch.core.preflight import path_problems, unused_settings
 from linewatch.core.version import __version__
 from linewatch.serving import cli_data, cli_evaluate, cli_models
 from linewatch.serving.cli_common import ConfigOption, errors_as_messages, load_or_exit
@@ -57,9 +58,14 @@ def config_check(
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Validate a configuration file and the files it names; exit 0 if usable, 2 with one line per problem."""
+    """Validate a configuration file and the files it names; exit 0 if usable, 2 with one line per problem.
+
+    Settings that have no effect as configured (TLS files with TLS off, a password without a user name) are
+    printed as ``note:`` lines on standard error and do not fail the check."""
     path = file if file is not None else config
     cfg = load_or_exit(path, check=path_problems)
+    for note in unused_settings(cfg):
+        typer.echo(f"note: {note}", err=True)
     source = str(path) if path is not None else "defaults"
     typer.echo(f"OK: {source} is a valid linewatch configuration (data root: {cfg.data_root})")
 
@@ -96,6 +102,8 @@ def _run_daemon(config: Path | None, which: str) -> None:
     # serve's MQTT use (alert publishing) is optional and degrades with a logged error, so only ingest checks it
     cfg = load_or_exit(config, check=partial(path_problems, mqtt=which == "ingest", training=False))
     _daemon_logging(cfg)
+    for note in unused_settings(cfg):  # e.g. TLS files with TLS off: the admin may believe the link is encrypted
+        logging.getLogger(f"linewatch.{which}").warning("configuration: %s", note)
     stop = StopEvent()
     restore = install_signal_handlers(stop)
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from linewatch.core.config import LinewatchConfig
-from linewatch.core.preflight import directory_problem, file_problem, path_problems
+from linewatch.core.preflight import directory_problem, file_problem, path_problems, unused_settings
 
 
 def test_file_problem(tmp_path: Path) -> None:
@@ -44,8 +44,9 @@ def test_path_problems_names_keys_and_honours_sections(tmp_path: Path) -> None:
         {
             "home": tmp_path / "home",
             "mqtt": {
+                "username": "line",
                 "password_file": tmp_path / "pw",
-                "tls": {"cert_file": tmp_path / "c", "key_file": tmp_path / "k"},
+                "tls": {"enabled": True, "cert_file": tmp_path / "c", "key_file": tmp_path / "k"},
             },
             "models": {"asset_groups": [{"name": "g", "assets": ["*"], "training": {"labels_file": tmp_path / "l"}}]},
         }
@@ -61,3 +62,32 @@ def test_path_problems_names_keys_and_honours_sections(tmp_path: Path) -> None:
     assert [p.split(":")[0] for p in path_problems(cfg, mqtt=False, training=False)] == ["home"]
     assert path_problems(cfg, storage=False, mqtt=False, training=False) == []
     assert path_problems(LinewatchConfig(home=tmp_path)) == []
+
+
+def test_files_nothing_reads_are_notes_not_problems(tmp_path: Path) -> None:
+    missing = {"ca_file": tmp_path / "ca", "cert_file": tmp_path / "c", "key_file": tmp_path / "k"}
+    tls_off = LinewatchConfig.model_validate(
+        {"home": tmp_path, "mqtt": {"password_file": tmp_path / "pw", "tls": {"enabled": False, **missing}}}
+    )
+    assert path_problems(tls_off) == []  # a daemon must not refuse to start over files it never opens
+    assert [n.split(":")[0] for n in unused_settings(tls_off)] == [
+        "mqtt.password_file",
+        "mqtt.tls.ca_file",
+        "mqtt.tls.cert_file",
+        "mqtt.tls.key_file",
+    ]
+    assert "mqtt.username is not set" in unused_settings(tls_off)[0]
+    assert "mqtt.tls.enabled is false" in unused_settings(tls_off)[1]
+    shadowed = LinewatchConfig.model_validate(
+        {"home": tmp_path, "mqtt": {"username": "u", "password": "inline", "password_file": tmp_path / "pw"}}
+    )
+    assert path_problems(shadowed) == []  # the inline password comes first, so the file is never read
+    assert unused_settings(shadowed) == [
+        "mqtt.password_file: unused, because mqtt.password (or its environment override) is set"
+    ]
+    used = LinewatchConfig.model_validate(
+        {"home": tmp_path, "mqtt": {"username": "u", "password_file": tmp_path / "pw", "tls": {"enabled": True}}}
+    )
+    assert unused_settings(used) == []
+    assert [p.split(":")[0] for p in path_problems(used)] == ["mqtt.password_file"]
+    assert "inline" not in " ".join(unused_settings(shadowed))  # secrets never echoed

@@ -92,6 +92,7 @@ def test_check_finds_files_that_do_not_exist(tmp_path: Path) -> None:
         tmp_path,
         f"""storage: {{root: {tmp_path / "rootfile"}}}
 mqtt:
+  username: line
   password_file: {tmp_path / "no-password"}
   tls: {{enabled: true, ca_file: {tmp_path / "no-ca.pem"}}}
 models:
@@ -110,6 +111,22 @@ models:
         "models.asset_groups.0.training.labels_file:",
     ):
         assert key in result.output
+
+
+def test_check_notes_settings_nothing_uses_and_passes(tmp_path: Path) -> None:
+    cfg = _config(
+        tmp_path,
+        f"""storage: {{root: {tmp_path / "data"}}}
+mqtt:
+  password_file: {tmp_path / "no-password"}
+  tls: {{enabled: false, ca_file: {tmp_path / "no-ca.pem"}}}
+""",
+    )
+    result = runner.invoke(app, ["config", "check", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "note: mqtt.password_file: unused, because mqtt.username is not set" in result.output
+    assert "note: mqtt.tls.ca_file: unused, because mqtt.tls.enabled is false" in result.output
+    assert "OK:" in result.output
 
 
 # -- daemons --------------------------------------------------------------------------------------------------------
@@ -163,6 +180,24 @@ def test_daemon_metrics_port_in_use(tmp_path: Path, daemon: str) -> None:
     assert out.returncode == 2
     _no_traceback(out.stderr)
     assert f"error: cannot serve /metrics on 127.0.0.1:{port}: Address already in use" in out.stderr
+
+
+def test_daemon_logs_settings_nothing_uses(tmp_path: Path) -> None:
+    """A CA file while TLS is off does not stop the daemon (it never opens it) but is logged: the admin may
+    believe the link is encrypted. The port in use ends the daemon right after start-up."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = _config(
+            tmp_path,
+            f"storage: {{root: {tmp_path / 'data'}}}\nserve: {{metrics: {{port: {port}}}}}\n"
+            f"mqtt: {{tls: {{enabled: false, ca_file: {tmp_path / 'gone.pem'}}}}}\n",
+        )
+        out = _linewatch("serve", "-c", str(cfg))
+    assert "mqtt.tls.ca_file: unused, because mqtt.tls.enabled is false" in out.stderr
+    assert "does not exist" not in out.stderr
+    assert f"error: cannot serve /metrics on 127.0.0.1:{port}" in out.stderr
 
 
 # -- store, train, models ---------------------------------------------------------------------------------------
