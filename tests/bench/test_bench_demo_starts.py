@@ -49,6 +49,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"max_unit_root_p": 0.05},
         {"attribution": "deviation", "sensor_limits": True},
     ),
+    "more-components": ({}, {"variance": 0.99}),
 }
 OUT = Path(__file__).resolve().parents[2] / ".bench" / "demo_starts.json"
 
