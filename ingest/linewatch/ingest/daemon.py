@@ -85,6 +85,7 @@ class IngestDaemon:
         self.source = MqttSource(cfg.mqtt, cfg.ingest, self.inbox, self.metrics, clock=self.clock)
         self.http: MetricsServer | None = None
         self._writer_alive = False
+        self.started = False  # past start-up: connected or connecting, and writing
         self._last_flush_error: str | None = None
         self._seq_gaps_seen = 0
         self.processed_messages = 0  # durable and acknowledged (or quarantined) since start
@@ -114,6 +115,7 @@ class IngestDaemon:
         self._writer_alive = True
         self.source.start()
         log.info("ingest started: data root %s, writer id %s", self.root, self.cfg.mqtt.client_id)
+        self.started = True
         try:
             self._writer_loop()
         finally:

@@ -10,7 +10,7 @@ import json
 import logging
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,10 @@ from linewatch.core.preflight import path_problems, unused_settings
 from linewatch.core.version import __version__
 from linewatch.serving import cli_data, cli_evaluate, cli_models
 from linewatch.serving.cli_common import ConfigOption, errors_as_messages, load_or_exit
+
+if TYPE_CHECKING:
+    from linewatch.ingest.daemon import IngestDaemon
+    from linewatch.serving.daemon import ServeDaemon
 
 app = typer.Typer(
     name="linewatch",
@@ -106,16 +110,18 @@ def _run_daemon(config: Path | None, which: str) -> None:
         logging.getLogger(f"linewatch.{which}").warning("configuration: %s", note)
     stop = StopEvent()
     restore = install_signal_handlers(stop)
+    daemon: IngestDaemon | ServeDaemon | None = None
     try:
-        with errors_as_messages():
+        with errors_as_messages(started=lambda: daemon is not None and daemon.started):
             if which == "ingest":
                 from linewatch.ingest.daemon import IngestDaemon
 
-                IngestDaemon(cfg, stop=stop).run()
+                daemon = IngestDaemon(cfg, stop=stop)
             else:
                 from linewatch.serving.daemon import ServeDaemon
 
-                ServeDaemon(cfg, stop=stop).run()
+                daemon = ServeDaemon(cfg, stop=stop)
+            daemon.run()
     finally:
         restore()
 

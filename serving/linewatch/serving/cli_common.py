@@ -75,14 +75,19 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 @contextmanager
-def errors_as_messages() -> Iterator[None]:
+def errors_as_messages(started: Callable[[], bool] | None = None) -> Iterator[None]:
     """Turn :data:`EXPECTED_ERRORS` raised inside into ``error: <message>`` and exit status 2.
 
-    Wrap start-up and file I/O only: the traceback goes to the debug log, programming errors are not caught."""
+    Wrap start-up and file I/O only: the traceback goes to the debug log, programming errors are not caught.
+    A daemon passes ``started``: an error once it runs is no operator mistake in the configuration but a
+    failure someone has to trace, so its traceback is logged as an error too, before the one line."""
     try:
         yield
     except EXPECTED_ERRORS as exc:
-        log.debug("command failed", exc_info=True)
+        if started is not None and started():
+            log.exception("stopped by an error after start-up")
+        else:
+            log.debug("command failed", exc_info=True)
         fail(describe_error(exc))
 
 

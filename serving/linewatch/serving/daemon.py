@@ -35,6 +35,7 @@ class ServeDaemon:
         self.scorer = Scorer(cfg, self.metrics)
         self.http: MetricsServer | None = None
         self._alive = False
+        self.started = False  # past start-up: the first scoring round is under way
 
     def healthy(self) -> tuple[bool, str]:
         return (True, "ok") if self._alive else (False, "scoring loop not running")
@@ -76,6 +77,7 @@ class ServeDaemon:
             self.scorer.backfill()
             self._start_publisher()
             log.info("serving %d asset groups every %.2f s", len(self.scorer.groups), serve.interval_s)
+            self.started = True
             next_reload = time.monotonic() + serve.reload_check_s
             next_tick = time.monotonic()
             while not self.stop_event.is_set():

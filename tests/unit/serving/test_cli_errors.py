@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -16,6 +17,7 @@ import typer
 from typer.testing import CliRunner
 
 from linewatch.serving.cli import app
+from linewatch.serving.cli_common import errors_as_messages
 
 runner = CliRunner()
 
@@ -289,3 +291,58 @@ def test_simulate_rejects_bad_arguments_before_starting(args: list[str], option:
     assert result.exit_code == 2
     assert f"Invalid value for '{option}'" in _flat(result.output)
     assert "simulating" not in result.output
+
+
+# -- errors once a daemon runs ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_an_error_after_start_up_keeps_its_traceback_in_the_log(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str], started: bool
+) -> None:
+    """Before start-up an expected error is an operator mistake (one line); once a daemon runs, the same error
+    is a failure to trace (disk full mid-write), so its traceback is logged as an error before the one line."""
+    with (
+        caplog.at_level(logging.DEBUG, logger="linewatch.serving.cli_common"),
+        pytest.raises(typer.Exit) as exit_,
+        errors_as_messages(started=lambda: started),
+    ):
+        raise OSError(28, "No space left on device", "/data/x.parquet")
+    assert exit_.value.exit_code == 2
+    assert "error: /data/x.parquet: No space left on device" in capsys.readouterr().err
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    if started:
+        assert len(errors) == 1 and errors[0].exc_info is not None
+        assert "after start-up" in errors[0].getMessage()
+    else:
+        assert errors == []
+        assert any(r.levelno == logging.DEBUG and r.exc_info for r in caplog.records)
+
+
+def test_serve_daemon_counts_as_started_once_it_scores(tmp_path: Path) -> None:
+    """The flag that decides whether an error is logged with its traceback: off before run, on in the loop."""
+    import threading
+
+    from linewatch.core.config import LinewatchConfig
+    from linewatch.core.lifecycle import StopEvent
+    from linewatch.serving.daemon import ServeDaemon
+
+    cfg = LinewatchConfig.model_validate(
+        {"home": tmp_path, "serve": {"metrics": {"port": 0}, "publish_alerts": False, "interval_s": 0.05}}
+    )
+    stop = StopEvent()
+    daemon = ServeDaemon(cfg, stop=stop)
+    before = daemon.started
+    assert not before
+    runner_thread = threading.Thread(target=daemon.run)
+    runner_thread.start()
+    try:
+        for _ in range(200):
+            if daemon.started:
+                break
+            stop.wait(0.05)
+        assert daemon.started
+    finally:
+        stop.set("test")
+        runner_thread.join(timeout=30)
+    assert not runner_thread.is_alive()
