@@ -4,14 +4,8 @@ A ``holdout_fraction`` of each asset's time span is never trained on: its normal
 and the same held-out windows compare the new model with the champion, so a model is promoted only if it is
 no worse on identical data.
 
-The held-out share is the newest part of every :data:`HOLDOUT_CYCLE_S` cycle of the span (for a span shorter
-than two cycles: the newest share of the whole span), not one newest block. Why: the threshold is an extreme
-quantile of held-out normal scores, so the held-out data must show every normal condition the model will meet.
-One newest block of a one-day training run is six hours of one part of the day under whatever loads happened
-then; on the simulated plant such a block scored far calmer than the rest of the day (pump windows: maximum
-0.67 of the threshold held out vs 1.26 on the following days), the threshold came out too low and the
-false-alert rate was ~20x the budget. Interleaved blocks cover the daily pattern and the spread of loads, and
-the newest data is still held out.
+The held-out share is the newest part of every cycle of the span, not one newest block: see
+:mod:`linewatch.models.holdout` for why. Promotion is decided in :mod:`linewatch.models.promotion`.
 
 Adapting (``adapt_from``): a new machine or site rarely has the days of normal history a model needs, but a
 sibling's model already knows how its sensors move together. Adapting keeps that model's window layout,
@@ -40,7 +34,7 @@ import polars as pl
 
 from linewatch.core.config import AssetGroupConfig
 from linewatch.ingest.labels import FaultLabel
-from linewatch.ingest.reader import list_assets, scan_readings, to_wide
+from linewatch.ingest.reader import list_assets, scan_readings
 from linewatch.models import detectors as _detectors  # noqa: F401  (registers every detector)
 from linewatch.models.adapt import (
     adapted_calibration,
@@ -52,7 +46,9 @@ from linewatch.models.adapt import (
 from linewatch.models.base import DETECTORS, make_detector
 from linewatch.models.bundle import write_bundle
 from linewatch.models.calibration import Calibrator
+from linewatch.models.holdout import split_assets
 from linewatch.models.model import Model
+from linewatch.models.promotion import decide, holdout_metrics
 from linewatch.models.quality import (
     UsabilityRules,
     render_text,
@@ -68,13 +64,10 @@ from linewatch.models.windows import (
     concat_windows,
     exclude_labelled,
     in_labels,
-    label_windows,
 )
 
 log = logging.getLogger(__name__)
 
-#: Length of one train/hold-out cycle: its newest ``holdout_fraction`` is held out (1 h of every 4 h at 0.25).
-HOLDOUT_CYCLE_S = 4 * 3600.0
 #: Less training history than this gets a warning. Why: a threshold for "one false alert per week" is
 #: extrapolated from the held-out scores, and a single day shows each daily condition and load combination once.
 #: On the simulated plant (5 seeds, one week scored, budget 0.5) one day of training gave 0-1.62 false alerts per
@@ -106,20 +99,6 @@ class TrainReport:
     decision: str = ""
     champion_metrics: dict[str, float] | None = None
     timings: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class _AssetData:
-    """One asset's wide frames, cut into contiguous segments (windows never end in two segments).
-
-    Each frame starts ``history_steps`` before its segment (the lag inputs' look-back, read from whatever came
-    before); ``train_starts`` marks where each training segment itself begins.
-    """
-
-    asset: str
-    train: list[pl.DataFrame]
-    holdout: list[pl.DataFrame]
-    train_starts: list[int]
 
 
 def window_spec(group: AssetGroupConfig, span_s: float = math.inf) -> WindowSpec:
@@ -201,39 +180,6 @@ def library_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = "absent"
     return out
-
-
-def holdout_metrics(
-    model: Model, holdout: list[tuple[str, pl.DataFrame]], labels: Sequence[FaultLabel]
-) -> dict[str, float]:
-    """False-alarm rate on normal held-out windows and, where faults were labelled, event recall."""
-    normal_alarms = normal_total = 0
-    detected = faults = 0
-    for asset, wide in holdout:
-        windows = model.preprocessor.transform(wide)
-        if len(windows) == 0:
-            continue
-        scored = model.score(windows)
-        tagged = label_windows(windows.end_ts, labels, asset)
-        alarm = (scored.anomaly_score >= 1.0) & scored.valid
-        normal = tagged.index < 0
-        normal_alarms += int(alarm[normal].sum())
-        normal_total += int(normal.sum())
-        for i, label in enumerate(tagged.labels):
-            if label.kind in ("machine_fault", "sensor_fault") and (tagged.index == i).any():
-                faults += 1
-                detected += int(alarm[tagged.index == i].any())
-    metrics = {"holdout_normal_windows": float(normal_total)}
-    metrics["false_alarm_rate"] = normal_alarms / normal_total if normal_total else 0.0
-    if faults:
-        metrics["event_recall"] = detected / faults
-        metrics["holdout_faults"] = float(faults)
-    return metrics
-
-
-def comparison_score(metrics: dict[str, float]) -> float:
-    """One number for "no worse than the champion": recall (when faults are labelled) minus false-alarm rate."""
-    return metrics.get("event_recall", 0.0) - metrics["false_alarm_rate"]
 
 
 def train_group(
@@ -328,7 +274,7 @@ def train_group(
     quality_text = render_text(report, excluded)
     emit(quality_text)
 
-    per_asset = _split(readings, assets, sensors, spec, group.training.holdout_fraction)
+    per_asset = split_assets(readings, assets, sensors, spec, group.training.holdout_fraction)
     train_frames = [(a.asset, f) for a in per_asset for f in a.train if f.height]
     if not train_frames:
         raise TrainingError(f"asset group {group.name!r}: no training data after the hold-out split")
@@ -445,8 +391,8 @@ def train_group(
     staging = registry.group_dir(group.name) / f".new-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
     write_bundle(staging, manifest, tensors)
     out.version = registry.add(group.name, staging)
-    out.promoted, out.decision, out.champion_metrics = _decide(
-        registry, group.name, out, holdout_frames, labels, promote
+    out.promoted, out.decision, out.champion_metrics = decide(
+        registry, group.name, out.sensors, out.metrics, holdout_frames, labels, promote
     )
     if out.promoted:
         registry.promote(group.name, out.version, reason=out.decision)
@@ -460,85 +406,6 @@ def training_span_s(readings: pl.DataFrame) -> float:
     first, last = readings["ts"].min(), readings["ts"].max()
     assert isinstance(first, datetime) and isinstance(last, datetime)
     return (last - first).total_seconds()
-
-
-def _split(
-    readings: pl.DataFrame, assets: list[str], sensors: list[str], spec: WindowSpec, holdout_fraction: float
-) -> list[_AssetData]:
-    out = []
-    cadence_us = spec.cadence_us
-    for asset in assets:
-        mine = readings.filter(pl.col("asset") == asset)
-        if mine.height == 0:
-            continue
-        epoch_us = mine["ts"].dt.epoch("us").to_numpy()
-        first = int(epoch_us.min()) // cadence_us * cadence_us
-        last = int(epoch_us.max()) // cadence_us * cadence_us
-        wide = to_wide(mine, first, last, cadence_us, sensors=sensors, max_gap=spec.max_gap_steps)
-        ts_us = wide["ts"].dt.epoch("us")
-        lead = spec.history_steps * cadence_us
-        train, holdout, starts = [], [], []
-        for lo, cut, hi in holdout_cycles(first, last + cadence_us, holdout_fraction, cadence_us):
-            train.append(wide.filter((ts_us >= lo - lead) & (ts_us < cut)))
-            holdout.append(wide.filter((ts_us >= cut - lead) & (ts_us < hi)))
-            starts.append(lo)
-        out.append(_AssetData(asset, train, holdout, starts))
-    return out
-
-
-def holdout_cycles(
-    first_us: int, end_us: int, holdout_fraction: float, cadence_us: int, cycle_s: float = HOLDOUT_CYCLE_S
-) -> list[tuple[int, int, int]]:
-    """``(start, cut, end)`` per cycle of ``[first_us, end_us)``: train on ``[start, cut)``, hold out ``[cut, end)``.
-
-    Whole cycles of about ``cycle_s`` (the span is divided evenly); a span shorter than two cycles is one cycle.
-    Boundaries fall on the cadence grid.
-
-    >>> holdout_cycles(0, 8 * 3600 * 10**6, 0.25, 10**6)
-    [(0, 10800000000, 14400000000), (14400000000, 25200000000, 28800000000)]
-    """
-    span = end_us - first_us
-    n = max(1, int(span // round(cycle_s * 1e6)))
-    out = []
-    for i in range(n):
-        lo = first_us + span * i // n // cadence_us * cadence_us
-        hi = end_us if i == n - 1 else first_us + span * (i + 1) // n // cadence_us * cadence_us
-        cut = lo + int((hi - lo) * (1 - holdout_fraction)) // cadence_us * cadence_us
-        out.append((lo, cut, hi))
-    return out
-
-
-def _decide(
-    registry: Registry,
-    group: str,
-    report: TrainReport,
-    holdout: list[tuple[str, pl.DataFrame]],
-    labels: Sequence[FaultLabel],
-    promote: str,
-) -> tuple[bool, str, dict[str, float] | None]:
-    if promote == "never":
-        return False, "not promoted (--promote never)", None
-    if promote == "always" or registry.champion(group) is None:
-        return True, "first model of the group" if promote != "always" else "promoted by request", None
-    try:
-        manifest, tensors, version = registry.load_champion(group)
-        champion = Model.from_bundle(manifest, tensors, version)
-        champion.check_sensors(report.sensors)
-        champ_metrics = holdout_metrics(champion, holdout, labels)
-    except Exception as exc:  # an unusable champion is replaced by a working model
-        return True, f"champion unusable on this data ({type(exc).__name__}: {str(exc)[:120]})", None
-    ours, theirs = comparison_score(report.metrics), comparison_score(champ_metrics)
-    if ours >= theirs - 1e-12:
-        return (
-            True,
-            f"no worse than champion {version} on the same held-out data ({ours:.4f} >= {theirs:.4f})",
-            champ_metrics,
-        )
-    return (
-        False,
-        f"kept champion {version}: it is better on the same held-out data ({theirs:.4f} > {ours:.4f})",
-        champ_metrics,
-    )
 
 
 def describe(report: TrainReport) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import numpy as np
 from linewatch.models.base import Isolation
 from linewatch.models.detectors.pca import PcaT2Q
 from linewatch.models.health import Status, check_health
-from linewatch.models.train import holdout_cycles
+from linewatch.models.holdout import holdout_cycles
 from linewatch.models.windows import SensorStats
 
 

@@ -1,7 +1,7 @@
 """SMD (Server Machine Dataset): loader and protocol, detection and root-cause attribution.
 
 Per machine: fit on ``train`` (a ``holdout_fraction`` of it, in interleaved cycles exactly as
-:func:`linewatch.models.train.holdout_cycles` splits a plant's history, is held out to set the threshold), then
+:func:`linewatch.models.holdout.holdout_cycles` splits a plant's history, is held out to set the threshold), then
 score every ``test`` row with the window ending at it, the last rows of ``train`` serving as history (the test
 half follows the train half in time). Rows get a synthetic 60 s cadence.
 
@@ -48,7 +48,7 @@ from linewatch.models.evaluation.metrics import (
 from linewatch.models.evaluation.pipeline import EvaluationError, fit_model, score_rows
 from linewatch.models.evaluation.rangeauc import auc_pr, vus_pr
 from linewatch.models.evaluation.result import AttributionPlot, EvalResult, SeriesPlot
-from linewatch.models.train import holdout_cycles
+from linewatch.models.holdout import holdout_cycles
 
 CADENCE_S = 60.0
 #: SMD is min-max scaled to [0, 1]: a sensor that never moved in ``train`` gets a std of 0.1 % of that range.
