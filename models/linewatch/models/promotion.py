@@ -15,7 +15,7 @@ import polars as pl
 from linewatch.ingest.labels import FaultLabel
 from linewatch.models.model import Model
 from linewatch.models.registry import Registry
-from linewatch.models.windows import label_windows
+from linewatch.models.window_labels import label_windows
 
 
 def holdout_metrics(

@@ -58,13 +58,8 @@ from linewatch.models.quality import (
     wandering_levels,
 )
 from linewatch.models.registry import Registry
-from linewatch.models.windows import (
-    Preprocessor,
-    WindowSpec,
-    concat_windows,
-    exclude_labelled,
-    in_labels,
-)
+from linewatch.models.window_labels import exclude_labelled, in_labels
+from linewatch.models.windows import Preprocessor, WindowSpec, concat_windows
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Self
 
@@ -34,12 +34,10 @@ import numpy.typing as npt
 import polars as pl
 
 from linewatch.core.localtime import UTC_NAME, check_time_zone, local_us
-from linewatch.ingest.labels import FaultLabel
 from linewatch.ingest.reader import observed_column, wide_frame
 from linewatch.models.derived import LAG_HISTORY, derived_inputs
 
 F64 = npt.NDArray[np.float64]
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _US: Final = timedelta(microseconds=1)
 #: Gaussian-consistency constants: IQR / 1.349 and MAD * 1.4826 estimate the standard deviation of normal data.
 IQR_TO_SIGMA: Final = 1.349
@@ -160,15 +158,12 @@ def concat_windows(parts: Sequence[Windows]) -> Windows:
     )
 
 
-def _to_us(ts: npt.ArrayLike) -> npt.NDArray[np.int64]:
+def to_us(ts: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Timestamps (datetime64 or integer microseconds) as integer microseconds since the epoch."""
     arr = np.asarray(ts)
     if np.issubdtype(arr.dtype, np.datetime64):
         return arr.astype("datetime64[us]").astype(np.int64)
     return arr.astype(np.int64)
-
-
-def _label_us(when: datetime) -> int:
-    return (when - _EPOCH) // _US
 
 
 def bounded_fill(values: npt.ArrayLike, observed: npt.ArrayLike, max_gap: int) -> F64:
@@ -213,7 +208,7 @@ def make_windows(
     obs = np.asarray(observed, dtype=bool)
     filled = bounded_fill(values, obs, spec.max_gap_steps)
     n_steps, n_sensors = filled.shape
-    ts_us = _to_us(ts)
+    ts_us = to_us(ts)
     if ts_us.shape != (n_steps,):
         raise ValueError(f"ts must be shaped ({n_steps},), got {ts_us.shape}")
     c = np.zeros(n_sensors) if center is None else np.asarray(center, dtype=np.float64)
@@ -315,20 +310,6 @@ class SensorStats:
     @classmethod
     def from_dict(cls, data: dict[str, list[float]]) -> SensorStats:
         return cls(**{f.name: np.asarray(data[f.name], dtype=np.float64) for f in fields(cls)})
-
-
-def in_labels(
-    ts: npt.ArrayLike, labels: Sequence[FaultLabel], asset: str, margin_s: float = 0.0, span_us: int = 0
-) -> npt.NDArray[np.bool_]:
-    """True where ``[ts, ts + span_us)`` overlaps a label of ``asset`` widened by ``margin_s`` on both sides."""
-    t = _to_us(ts)
-    hit = np.zeros(t.shape, dtype=bool)
-    margin = round(margin_s * 1e6)
-    for label in labels:
-        if label.asset == asset:
-            lo, hi = _label_us(label.start) - margin, _label_us(label.end) + margin
-            hit |= (t < hi) & (t + max(span_us, 1) > lo)
-    return hit
 
 
 @dataclass(slots=True)
@@ -460,56 +441,3 @@ def windows_from_store(
         root, asset, start, end, spec.cadence, sensors=list(preprocessor.sensors_), max_gap=spec.max_gap_steps
     )
     return preprocessor.transform(wide)
-
-
-def exclude_labelled(
-    windows: Windows,
-    labels: Sequence[FaultLabel],
-    asset: str,
-    margin_s: float | None = None,
-    *,
-    look_back: bool = False,
-) -> Windows:
-    """Drop windows overlapping any label of ``asset`` (faults *and* maintenance): training sees normal data only.
-
-    A window covers ``[end - (L-1)*cadence, end + cadence)``. ``margin_s`` widens every label on both sides
-    (default: one window's duration), since degradation starts before anyone labels it and a machine settles
-    after maintenance. ``look_back``: the window also covers its lag inputs' ``history_steps``, which remember a
-    fault that long; the detector's own model is trained without that (excluding the cool-down after every
-    fault raised false machine alerts on the simulated plant, seed 3: 3 -> 5 in a week), the model that reads
-    the inputs with it (:meth:`linewatch.models.base.Detector.fit_inputs`).
-    """
-    spec = windows.spec
-    steps = spec.length + (spec.history_steps if look_back else 0)
-    margin = spec.length * spec.cadence_s if margin_s is None else margin_s
-    starts = _to_us(windows.end_ts) - (steps - 1) * spec.cadence_us
-    hit = in_labels(starts, labels, asset, margin, span_us=steps * spec.cadence_us)
-    return windows if not hit.any() else windows.select(~hit)
-
-
-@dataclass(frozen=True, slots=True)
-class WindowLabels:
-    """Per-window ground truth for evaluation: ``index[i]`` points into ``labels`` (-1: normal)."""
-
-    labels: tuple[FaultLabel, ...]
-    index: npt.NDArray[np.int64]
-
-    @property
-    def kinds(self) -> npt.NDArray[np.str_]:
-        names = np.array(["normal", *(lb.kind for lb in self.labels)])
-        return names[self.index + 1]
-
-    @property
-    def is_fault(self) -> npt.NDArray[np.bool_]:
-        """Machine or sensor fault (maintenance is neither normal nor a fault: evaluation may skip it)."""
-        return np.isin(self.kinds, ["machine_fault", "sensor_fault"])
-
-
-def label_windows(end_ts: npt.ArrayLike, labels: Sequence[FaultLabel], asset: str) -> WindowLabels:
-    """Which label (of ``asset``) holds each window's last step; the latest-starting one where labels overlap."""
-    t = _to_us(end_ts)
-    mine = tuple(sorted((lb for lb in labels if lb.asset == asset), key=lambda lb: lb.start))
-    index = np.full(t.shape, -1, dtype=np.int64)
-    for i, label in enumerate(mine):
-        index[(t >= _label_us(label.start)) & (t < _label_us(label.end))] = i
-    return WindowLabels(mine, index)

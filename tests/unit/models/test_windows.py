@@ -14,14 +14,12 @@ import pytest
 from linewatch.ingest.labels import FaultLabel
 from linewatch.ingest.records import Reading
 from linewatch.ingest.store import ParquetStore
+from linewatch.models.window_labels import exclude_labelled, in_labels, label_windows
 from linewatch.models.windows import (
     MissingSensorsError,
     Preprocessor,
     WindowSpec,
     bounded_fill,
-    exclude_labelled,
-    in_labels,
-    label_windows,
     make_windows,
     robust_scale,
     windows_from_store,
