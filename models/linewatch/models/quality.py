@@ -9,16 +9,16 @@ Wandering level (reported as ``unit_root_p`` and ``unexplained_p``; an opt-in ru
 learns each sensor's normal *level* from the training data. When that data is too short for the sensor's own slow
 dynamics (a thermocouple that drifts 0.1 degC over SKAB's 400 training seconds), the series looks like a random
 walk: whatever range it covered in training says little about where it will be next hour. The augmented
-Dickey-Fuller test (statsmodels) asks this of the training data alone: a p-value above 0.05 means a unit root
-cannot be rejected. That alone does not make a sensor useless: on short training spans of a plant whose load
-steps now and then, *every* load-driven sensor looks like a random walk (three simulated hours: all six pump
-sensors, p 0.17-0.83), yet the others explain it, and a multivariate model learns those relations well. So a
-wandering sensor is regressed on the other wandering sensors of its asset and the residual tested again
-(Engle-Granger, MacKinnon's cointegration p-values): the rule (``max_unit_root_p``) leaves out only a level that
-wanders *and* that nothing else explains. Why it is still not the default: the simulated plant's bearing
-temperature is such a level on a few hours of training (it follows the day's warmth, which no other sensor
-carries), and leaving it out gives up the first sign of a failing bearing; from one day of training on the rule
-leaves every simulated sensor in. On SKAB's unlabelled normal run it takes alarming rows from 68.3 % to 32.4 %.
+Dickey-Fuller test (statsmodels) asks this of the training data alone: a p-value above 0.05 means a unit root cannot
+be rejected. That alone does not make a sensor useless: on short training spans of a plant whose load steps now and
+then, *every* load-driven sensor looks like a random walk (three simulated hours: all six pump sensors, p
+0.17-0.83), yet the others explain it, and a multivariate model learns those relations well. So a wandering sensor
+is regressed on the other wandering sensors of its asset and the residual tested again (Engle-Granger, MacKinnon's
+cointegration p-values; both tests are in :mod:`linewatch.models.unit_root`): the rule (``max_unit_root_p``) leaves
+out only a level that wanders *and* that nothing else explains. Why it is still not the default: the simulated
+plant's bearing temperature is such a level on a few hours of training (it follows the day's warmth, which no other
+sensor carries), and leaving it out gives up the first sign of a failing bearing; from one day of training on the
+rule leaves every simulated sensor in. On SKAB's unlabelled normal run it takes alarming rows from 68.3 % to 32.4 %.
 A second opt-in keeps such a level instead (``wandering_level_p``, :func:`wandering_levels`) and lets the detector
 allow it to wander one more training span (``pca_t2q``'s ``wandering``; 56.9 % on that normal run); not the default
 either: on the demo's few hours it reports 2 of 48 faults worse than the default (README, demo replay). Both are
@@ -28,7 +28,6 @@ wandering in normal operation.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -38,6 +37,7 @@ import numpy.typing as npt
 import polars as pl
 
 from linewatch.ingest.reader import OBSERVED_SUFFIX
+from linewatch.models.unit_root import WANDER_P, unexplained_p, unit_root_p
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -148,86 +148,6 @@ def _flat_steps(values: F64, run: int) -> int:
     bounds = np.concatenate([[0], np.flatnonzero(np.diff(values) != 0) + 1, [values.size]])
     lengths = np.diff(bounds)
     return int(lengths[lengths >= run].sum())
-
-
-#: ADF settings: lag order by AIC up to 20 steps; longer series are thinned (every k-th point) to this many
-#: points, which bounds the test at about 0.5 s per sensor and asset (2-core machine) and looks at the slow
-#: dynamics the rule is about.
-ADF_MAX_LAG = 20
-ADF_MAX_POINTS = 5000
-ADF_MIN_POINTS = 50
-
-
-def _thinning(n: int) -> int:
-    """Step that thins ``n`` points to at most :data:`ADF_MAX_POINTS` (1: keep all)."""
-    return max(1, int(np.ceil(n / ADF_MAX_POINTS)))
-
-
-def _moves(values: F64) -> npt.NDArray[np.bool_]:
-    """Whether a series (or each column) moves beyond rounding: a constant one has nothing to test."""
-    return np.asarray(np.ptp(values, axis=0) > 1e-12 * np.maximum(1.0, np.abs(values).max(axis=0, initial=0.0)))
-
-
-def unit_root_p(values: npt.ArrayLike) -> float | None:
-    """Augmented Dickey-Fuller p-value of one series (None when too short or constant to test)."""
-    from statsmodels.tsa.stattools import adfuller  # heavy import, only when quality is summarised
-
-    x = np.asarray(values, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    x = x[:: _thinning(x.size)]
-    if x.size < ADF_MIN_POINTS or not _moves(x):
-        return None
-    try:
-        with warnings.catch_warnings():  # statsmodels 0.15 announces a result-object change; index 1 stays the p
-            warnings.simplefilter("ignore", FutureWarning)
-            return float(adfuller(x, maxlag=ADF_MAX_LAG, autolag="AIC")[1])
-    except (ValueError, np.linalg.LinAlgError):  # degenerate regressions (e.g. almost all values equal)
-        return None
-
-
-#: A level counts as wandering, and as a partner that may explain another sensor's wander, above this ADF p-value
-#: (the usual 5 % level; :func:`summarise` takes the rule's own level when it differs).
-WANDER_P = 0.05
-#: MacKinnon's cointegration p-values are tabulated for up to 6 series (the target and 5 partners).
-EG_MAX_SERIES = 6
-
-
-def unexplained_p(target: npt.ArrayLike, partners: npt.ArrayLike) -> float | None:
-    """Engle-Granger p-value that ``target``'s wander is *not* explained by ``partners`` (columns, same rows).
-
-    Why: on a short training span every load-driven sensor wanders with the load, yet the others explain it, and a
-    multivariate model learns that relation well; a level that wanders on its own (a thermocouple's slow drift)
-    is what the model cannot learn. The target is regressed on its partners and the residual gets the ADF test
-    with MacKinnon's cointegration p-values, which allow for the fitted regression (as statsmodels' ``coint``;
-    written out because its tables stop at 6 series: with more partners the 6-series p-value is used, which
-    leans towards "explained", i.e. towards keeping the sensor as before the rule existed).
-    """
-    from statsmodels.tsa.adfvalues import mackinnonp  # heavy imports, only when quality is summarised
-    from statsmodels.tsa.stattools import adfuller
-
-    y = np.asarray(target, dtype=np.float64)
-    X = np.asarray(partners, dtype=np.float64).reshape(y.size, -1)
-    ok = np.isfinite(y) & np.isfinite(X).all(axis=1)
-    y, X = y[ok], X[ok]
-    X = X[:, _moves(X)] if X.size else X
-    if X.shape[1] == 0:
-        return unit_root_p(y)  # nothing else wanders: nothing explains it
-    step = _thinning(y.size)
-    y, X = y[::step], X[::step]
-    if y.size < ADF_MIN_POINTS or not _moves(y):
-        return None
-    design = np.column_stack([np.ones(y.size), X])
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    residual = y - design @ coef
-    if float(residual.std()) <= 1e-9 * float(y.std()):
-        return 0.0  # explained exactly
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            stat = float(adfuller(residual, maxlag=ADF_MAX_LAG, autolag="AIC", regression="n")[0])
-    except (ValueError, np.linalg.LinAlgError):
-        return None
-    return float(mackinnonp(stat, regression="c", N=min(X.shape[1] + 1, EG_MAX_SERIES)))
 
 
 def _aligned(part: _Part, partners: list[_Part]) -> tuple[F64, F64]:

@@ -13,11 +13,10 @@ from linewatch.models.quality import (
     UsabilityRules,
     render_text,
     summarise,
-    unexplained_p,
-    unit_root_p,
     usable_sensors,
     wandering_levels,
 )
+from linewatch.models.unit_root import unexplained_p, unit_root_p
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
