@@ -31,9 +31,9 @@ from linewatch.ingest.store import ParquetStore
 from linewatch.models import train as train_module
 from linewatch.models.registry import Registry
 from linewatch.models.train import train_group
-from linewatch.serving.buffers import to_model_windows
 from linewatch.serving.lookback import Lookback
 from linewatch.serving.metrics import ServeMetrics
+from linewatch.serving.model_windows import to_model_windows
 from linewatch.serving.scorer import Scorer
 from tests.integration.conftest import BrokerFactory, free_port
 from tests.integration.ingest_proc import SHIPPED_LIMITS, IngestProcess, linewatch_exe, write_config

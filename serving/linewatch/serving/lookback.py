@@ -3,7 +3,7 @@
 A model with lag inputs reads ``history_steps`` bins before each window (30 minutes at 1 s: 1,800 bins per asset,
 14 million numbers for 1,000 assets x 8 sensors). Gathering, filling and scaling all of them every tick was most
 of a tick's scoring time, yet from one tick to the next only the newest bins change, and the few older ones that late
-readings land in. :class:`Lookback` keeps the scaled look-back (:func:`~linewatch.serving.buffers.scale_lookback`
+readings land in. :class:`Lookback` keeps the scaled look-back (:func:`~linewatch.serving.model_windows.scale_lookback`
 of the filled bins) and each tick:
 
 * drops the bins that left the look-back and recomputes, from the ring buffers, only the bins from the oldest one
@@ -36,9 +36,8 @@ from linewatch.serving.buffers import (
     Bools,
     BufferSet,
     LatestWindows,
-    scale_lookback,
-    windows_from_lookback,
 )
+from linewatch.serving.model_windows import scale_lookback, windows_from_lookback
 
 
 @dataclass(slots=True)

@@ -8,7 +8,8 @@ import pytest
 
 from linewatch.ingest.reader import READING_DTYPES, to_wide
 from linewatch.models.windows import Preprocessor, Windows, WindowSpec, bounded_fill, make_windows
-from linewatch.serving.buffers import BufferSet, capacity_for, fill_forward, to_model_windows
+from linewatch.serving.buffers import BufferSet, capacity_for, fill_forward
+from linewatch.serving.model_windows import to_model_windows
 
 T0 = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z
 S = 1_000_000

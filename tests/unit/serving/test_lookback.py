@@ -13,8 +13,9 @@ import pytest
 from tests.unit.serving.test_buffers import SENSORS, T0, fitted, long_frame
 
 from linewatch.models.windows import WindowSpec
-from linewatch.serving.buffers import BufferSet, capacity_for, to_model_windows
+from linewatch.serving.buffers import BufferSet, capacity_for
 from linewatch.serving.lookback import Lookback
+from linewatch.serving.model_windows import to_model_windows
 
 S = 1_000_000
 Row = tuple[int, str, str, float]

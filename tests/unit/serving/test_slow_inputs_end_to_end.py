@@ -23,8 +23,9 @@ from linewatch.ingest.store import ParquetStore
 from linewatch.models.model import Model
 from linewatch.models.registry import Registry
 from linewatch.models.train import train_group
-from linewatch.serving.buffers import BufferSet, capacity_for, to_model_windows
+from linewatch.serving.buffers import BufferSet, capacity_for
 from linewatch.serving.metrics import ServeMetrics
+from linewatch.serving.model_windows import to_model_windows
 from linewatch.serving.scorer import Scorer
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
