@@ -167,8 +167,10 @@ def test_ingest_unusable_ca_file_is_named(tmp_path: Path) -> None:
     assert f"error: mqtt.tls: cannot load ca_file {ca}" in out.stderr
 
 
-@pytest.mark.parametrize("daemon", ["ingest", "serve"])
-def test_daemon_metrics_port_in_use(tmp_path: Path, daemon: str) -> None:
+def _daemon_on_a_taken_port(
+    tmp_path: Path, daemon: str, extra: str = ""
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run ``daemon`` with its metrics port already taken: it ends with an error right after start-up."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -176,9 +178,14 @@ def test_daemon_metrics_port_in_use(tmp_path: Path, daemon: str) -> None:
         cfg = _config(
             tmp_path,
             f"storage: {{root: {tmp_path / 'data'}}}\n"
-            f"ingest: {{metrics: {{port: {port}}}}}\nserve: {{metrics: {{port: {port}}}}}\n",
+            f"ingest: {{metrics: {{port: {port}}}}}\nserve: {{metrics: {{port: {port}}}}}\n{extra}",
         )
-        out = _linewatch(daemon, "-c", str(cfg))
+        return _linewatch(daemon, "-c", str(cfg)), port
+
+
+@pytest.mark.parametrize("daemon", ["ingest", "serve"])
+def test_daemon_metrics_port_in_use(tmp_path: Path, daemon: str) -> None:
+    out, port = _daemon_on_a_taken_port(tmp_path, daemon)
     assert out.returncode == 2
     _no_traceback(out.stderr)
     assert f"error: cannot serve /metrics on 127.0.0.1:{port}: Address already in use" in out.stderr
@@ -187,16 +194,9 @@ def test_daemon_metrics_port_in_use(tmp_path: Path, daemon: str) -> None:
 def test_daemon_logs_settings_nothing_uses(tmp_path: Path) -> None:
     """A CA file while TLS is off does not stop the daemon (it never opens it) but is logged: the admin may
     believe the link is encrypted. The port in use ends the daemon right after start-up."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        cfg = _config(
-            tmp_path,
-            f"storage: {{root: {tmp_path / 'data'}}}\nserve: {{metrics: {{port: {port}}}}}\n"
-            f"mqtt: {{tls: {{enabled: false, ca_file: {tmp_path / 'gone.pem'}}}}}\n",
-        )
-        out = _linewatch("serve", "-c", str(cfg))
+    out, port = _daemon_on_a_taken_port(
+        tmp_path, "serve", f"mqtt: {{tls: {{enabled: false, ca_file: {tmp_path / 'gone.pem'}}}}}\n"
+    )
     assert "mqtt.tls.ca_file: unused, because mqtt.tls.enabled is false" in out.stderr
     assert "does not exist" not in out.stderr
     assert f"error: cannot serve /metrics on 127.0.0.1:{port}" in out.stderr
