@@ -74,7 +74,10 @@ class MqttConfig(_Section):
     )
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version.")
     keepalive_s: int = Field(30, ge=5, le=3600, description="Keep-alive interval, seconds.")
-    username: str | None = Field(None, description="Broker user name, if the broker requires one.")
+    username: str | None = Field(
+        None,
+        description="Broker user name, if the broker requires one. Empty means none (no login is sent).",
+    )
     password: SecretStr | None = Field(
         None,
         description=(
@@ -85,6 +88,13 @@ class MqttConfig(_Section):
     password_file: Path | None = Field(None, description="File whose first line is the broker password.")
     tls: TlsConfig = Field(default_factory=TlsConfig, description="TLS settings.")
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig, description="Reconnect backoff.")
+
+    @field_validator("username")
+    @classmethod
+    def _blank_username_is_none(cls, value: str | None) -> str | None:
+        # An empty environment override (LINEWATCH_MQTT__USERNAME=) means "no login"; every client path
+        # then agrees on one test, ``username is not None``, instead of some checking truthiness.
+        return value if value else None
 
     @field_validator("client_id")
     @classmethod

@@ -94,7 +94,7 @@ def publish_with_progress(
                 stop=stop,
                 client_id=client_id,
                 username=cfg.mqtt.username,
-                password=cfg.mqtt.resolved_password() if cfg.mqtt.username else None,
+                password=cfg.mqtt.resolved_password() if cfg.mqtt.username is not None else None,
                 tls=cfg.mqtt.tls if cfg.mqtt.tls.enabled else None,
                 progress=report,
             )

@@ -55,7 +55,7 @@ class ServeDaemon:
                 topic_prefix=self.cfg.serve.alert_topic_prefix,
                 availability_topic=f"{self.cfg.serve.alert_topic_prefix}/_status/{self.cfg.serve.client_id}",
                 username=mqtt.username,
-                password=mqtt.resolved_password() if mqtt.username else None,
+                password=mqtt.resolved_password() if mqtt.username is not None else None,
                 tls=mqtt.tls if mqtt.tls.enabled else None,
             )
         except Exception as exc:  # alerts over MQTT are an extra: metrics keep flowing without them

@@ -187,6 +187,15 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert cfg.ingest.metrics.port == 20000
 
 
+def test_empty_username_means_no_login(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A blank override in a systemd EnvironmentFile must not send an empty login (serve and ingest once disagreed).
+    monkeypatch.setenv("LINEWATCH_MQTT__USERNAME", "")
+    cfg = load_config(_write(tmp_path, {"mqtt": {"username": "line", "password": "pw"}}))
+    assert cfg.mqtt.username is None
+    monkeypatch.delenv("LINEWATCH_MQTT__USERNAME")
+    assert load_config(_write(tmp_path, {"mqtt": {"username": "line"}})).mqtt.username == "line"
+
+
 def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LINEWATCH_CONFIG", str(_write(tmp_path, {"serve": {"interval_s": 5}})))
     assert load_config(None).serve.interval_s == 5
