@@ -134,6 +134,28 @@ def test_pca_deviation_attribution_names_the_sensor_that_moved_and_round_trips()
     np.testing.assert_allclose(older.contributions(faulty), decomposition.contributions(faulty))
 
 
+def test_pca_deviation_is_weighted_by_the_steps_that_carry_the_score() -> None:
+    """Sensor 2 sits inside its normal range but near its edge for the whole window (a level following the day's
+    warmth); sensor 1 leaves its range for two early scored steps, then the window is normal again (the tail of
+    a short fault). Each step's share of the score goes to the sensors by their deviation at that step, so the
+    two steps that made the window anomalous name sensor 1, where averaging deviations over the steps named
+    sensor 2 (the live serve test named bearing_temp for a leak that way); the contributions add up to the score."""
+    rng = np.random.default_rng(7)
+    n, length = 120, 12
+    load = rng.normal(size=(n, length, 1))
+    level = rng.uniform(-1.0, 1.0, size=(n, 1, 1)) + 0.02 * rng.normal(size=(n, length, 1))
+    X = np.concatenate([load * [1.0, 0.9] + 0.05 * rng.normal(size=(n, length, 2)), level], axis=2)
+    X = X.astype(np.float32)
+    faulty = X[:5].copy()
+    faulty[:, :, 2] = 0.85
+    faulty[:, -10:-8, 1] -= 2.0
+    det = PcaT2Q(score_steps=10).fit(X)
+    assert (det.contributions(faulty).argmax(axis=1) == 1).all()
+    np.testing.assert_allclose(det._contrib(faulty).sum(axis=1), det.decision_function(faulty))
+    unweighted = det._fold(det._standardised(faulty) ** 2, 3).mean(axis=1)
+    assert (unweighted.argmax(axis=1) == 2).sum() >= 4  # what the step average named
+
+
 def test_pca_movement_attribution_names_the_sensor_that_jumps_not_the_one_offset() -> None:
     """Three sensors driven by one slow load. In the scored windows sensor 0 sits at a steady offset far outside
     its range and sensor 2 jumps within the window. Movement names sensor 2 (decomposition names the offset
