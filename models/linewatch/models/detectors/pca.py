@@ -14,7 +14,7 @@ chi-squared approximations that assume Gaussian data: ``phi = T²/T²_lim + Q/Q_
 Attribution (``attribution``): ``"deviation"`` (the default) shares each scored step's combined index among the
 sensors in proportion to their squared standardised distance from their training means, and averages over the
 steps: "which sensors are furthest from their normal, at the steps that made the window anomalous". The
-contributions add up to the score. Why weighted by step: a window at the end of a short fault holds a few
+contributions add up to the combined index. Why weighted by step: a window at the end of a short fault holds a few
 anomalous steps and many normal ones, and a plain average of distances then let a sensor sitting near the edge of
 its normal range for the whole window (a bearing temperature following the evening's cooling) outrank the sensor
 that carried the fault (the live serve test named bearing_temp for a leak that way, in the evening only).
@@ -26,10 +26,9 @@ its partners is found only by the decomposition, while the decomposition smears 
 sensor correlated with it (its residual ``C z`` is spread along the column of ``C``), so the sensor that actually
 moved may rank below its partners. Measured on SMD's and TEP's root causes (README): deviation names them better
 on both (SMD HitRate@100 0.596 against 0.559, 0.611 before the step weighting; TEP's entering loop first in 6 of
-8 faults against 5), and on the
-simulated plant and the demo it names every fault as the decomposition does (the health checks name a failing
-sensor first, by how long it was flagged). It became the default on 2026-12-01 by a rule set before those last
-runs; bundles saved without the option keep the decomposition they were saved with.
+8 faults against 5), and on the simulated plant and the demo it names every fault as the decomposition does (the
+health checks name a failing sensor first, by how long it was flagged). It became the default on 2026-12-01 by a
+rule set before those last runs; bundles saved without the option keep the decomposition they were saved with.
 ``"movement"`` gives each sensor its variance over the window's steps in units of its training spread: "which
 sensors are moving unusually right now". A sensor that sits at an unusual but steady level gets nothing, so it
 names the sensors that jump at an incident rather than those that sit in another regime than training (on SMD's
