@@ -7,6 +7,12 @@ import pytest
 
 from linewatch.models.detectors.autoencoder import ConvAutoencoder, DenseAutoencoder
 from linewatch.models.detectors.lstm import LstmAutoencoder
+from linewatch.models.detectors.mspc import (
+    deviation_contributions,
+    isolation_metric,
+    isolation_parts,
+    movement_contributions,
+)
 from linewatch.models.detectors.pca import PcaT2Q, select_components, t2_q_parts
 from linewatch.models.detectors.pyod_features import (
     EcodDetector,
@@ -41,6 +47,31 @@ def test_t2_and_q_parts_sum_to_the_classic_statistics() -> None:
     np.testing.assert_allclose(t2.sum(axis=1), (scores**2 / lam).sum(axis=1))
     np.testing.assert_allclose(q.sum(axis=1), ((x - scores @ comps.T) ** 2).sum(axis=1))
     assert (t2 >= 0).all()
+
+
+def test_deviation_shares_each_steps_index_by_squared_distance() -> None:
+    squared = np.array([[[1.0, 3.0], [0.0, 0.0]]])  # step 1: shares 1/4, 3/4; step 2: nobody deviates
+    index = np.array([[2.0, 0.0]])
+    np.testing.assert_allclose(deviation_contributions(squared, index), [[0.25, 0.75]])
+
+
+def test_movement_is_variance_in_training_spreads() -> None:
+    values = np.array([[[0.0, 5.0], [4.0, 5.0]]])  # sensor 0 moves by 4 = 2 spreads; sensor 1 is still
+    np.testing.assert_allclose(movement_contributions(values, np.array([2.0, 1.0])), [[1.0, 0.0]])
+
+
+def test_isolation_removes_the_best_single_sensor_fault() -> None:
+    Z = np.array([[[3.0, 4.0]]])
+    f, remaining = isolation_parts(Z, np.eye(2), 1.0, np.array([[0], [1]]))
+    np.testing.assert_allclose(f, [[3.0, 4.0]])  # Φ = I: the fault along a sensor is its own value
+    np.testing.assert_allclose(remaining, [[16.0, 9.0]])  # 25 - 3², 25 - 4²
+    P = np.array([[1.0], [0.0]])
+    Phi, limit = isolation_metric(P, np.array([4.0]), 2.0, 3.0, None)
+    np.testing.assert_allclose(Phi, [[0.0, 0.0], [0.0, 1.0]])  # older bundles: residual-only C with Q's limit
+    assert limit == 3.0
+    Phi, limit = isolation_metric(P, np.array([4.0]), 2.0, 3.0, 5.0)
+    np.testing.assert_allclose(Phi, [[1 / 8, 0.0], [0.0, 1 / 3]])  # D / T²_lim + C / Q_lim
+    assert limit == 5.0
 
 
 def test_pca_contributions_add_up_to_the_score() -> None:

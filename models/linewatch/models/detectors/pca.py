@@ -11,31 +11,10 @@ Combined index (Yue & Qin 2001 style), with limits taken from the training data 
 chi-squared approximations that assume Gaussian data: ``phi = T²/T²_lim + Q/Q_lim`` where the limits are the
 ``limit_quantile`` quantiles of the per-step statistics on training data.
 
-Attribution (``attribution``): ``"deviation"`` (the default) shares each scored step's combined index among the
-sensors in proportion to their squared standardised distance from their training means, and averages over the
-steps: "which sensors are furthest from their normal, at the steps that made the window anomalous". The
-contributions add up to the combined index. Why weighted by step: a window at the end of a short fault holds a few
-anomalous steps and many normal ones, and a plain average of distances then let a sensor sitting near the edge of
-its normal range for the whole window (a bearing temperature following the evening's cooling) outrank the sensor
-that carried the fault (the live serve test named bearing_temp for a leak that way, in the evening only).
-``"decomposition"`` splits the combined index exactly: Q into squared per-sensor residuals, and T² = ||D^½ z||²
-with D = P Λ⁻¹ Pᵀ into the squared entries of D^½ z (the "complete decomposition" of Alcala & Qin 2009), so both
-parts are non-negative and the per-sensor contributions sum to the score: "which sensors break the learned
-relations". The two answer different questions: a sensor that stays in its usual range but no longer agrees with
-its partners is found only by the decomposition, while the decomposition smears a large excursion over every
-sensor correlated with it (its residual ``C z`` is spread along the column of ``C``), so the sensor that actually
-moved may rank below its partners. Measured on SMD's and TEP's root causes (README): deviation names them better
-on both (SMD HitRate@100 0.596 against 0.559, 0.611 before the step weighting; TEP's entering loop first in 6 of
-8 faults against 5), and on the simulated plant and the demo it names every fault as the decomposition does (the
-health checks name a failing sensor first, by how long it was flagged). It became the default on 2026-12-01 by a
-rule set before those last runs; bundles saved without the option keep the decomposition they were saved with.
-``"movement"`` gives each sensor its variance over the window's steps in units of its training spread: "which
-sensors are moving unusually right now". A sensor that sits at an unusual but steady level gets nothing, so it
-names the sensors that jump at an incident rather than those that sit in another regime than training (on SMD's
-servers both decomposition and deviation keep naming offset sensors over a whole segment). It is blind to a
-steady offset and to a slow drift (the health checks name drifting and stuck sensors first, before any share),
-and during a long steady fault its shares fall back towards noise (on TEP's steady shifts it names the
-entering loop half as often); an option, measured in the README.
+Attribution (``attribution``): ``"deviation"`` (the default: the sensors furthest from their training normal, at
+the steps that made the window anomalous), ``"decomposition"`` (the exact split of the combined index: the sensors
+that break the learned relations) or ``"movement"`` (the sensors moving most within the window). What each means,
+why deviation is the default and what each misses: :mod:`linewatch.models.detectors.mspc`; measured in the README.
 
 Time awareness (``slope_steps``): one step's sensor vector cannot tell a bearing that is hot because the load
 was high ten minutes ago from one that is hot for no reason: temperature follows load through a first-order
@@ -47,20 +26,11 @@ sensor that departs alone still breaks it. The slope is fitted over many steps b
 difference of a noisy sensor is mostly noise. Attribution and isolation fold each sensor's two coordinates
 (level, slope) back into one.
 
-Isolation (:meth:`PcaT2Q.isolation`) is reconstruction-based (Dunia & Qin's sensor validity index, on the
-combined index as in Alcala & Qin 2009): with ``Φ = D / T²_lim + C / Q_lim`` (``D = P Λ⁻¹ Pᵀ``, ``C = I - P Pᵀ``),
-so that ``zᵀΦz`` is the per-step index, and ``g = Φ z``, a fault of size ``f`` along sensor ``j`` best
-explaining the index is ``f_j = g_j / Φ_jj``, and removing it leaves ``φ_j = zᵀΦz - g_j² / Φ_jj`` (reported
-relative to the training quantile of the index; with slope coordinates the fault direction of sensor ``j``
-spans its level and slope coordinates ``I_j``, ``φ_j = zᵀΦz - g_Iᵀ (Φ_II)⁺ g_I`` and ``f_j`` is the level part
-of ``(Φ_II)⁺ g_I``). A drifting sensor has a persistent ``f_j`` (averaged over the scored steps, so noise
-averages out) far beyond its spread on normal training windows, and ``φ_j`` back to normal; a machine fault
-moves several sensors in a pattern no single sensor's fault reproduces, so ``φ_j`` stays high for every ``j``.
-Why the combined index and not Q alone: a sensor that varies on its own (a press's vibration barely follows
-its load) is a principal direction by itself, so ``C_jj`` is nearly 0 and a drift on it shows in T² only; the
-residual-only form could not see such drifts (on the simulated plant every press vibration drift went
-unnoticed). Bundles saved before this keep the residual-only form (``Φ = C``, limit ``Q_lim``), which their
-saved fault spreads were measured with.
+Isolation (:meth:`PcaT2Q.isolation`, the drift check) is reconstruction-based: which single sensor's fault best
+explains the combined index, and what is left after removing it
+(:func:`~linewatch.models.detectors.mspc.isolation_parts`, where the algebra and the reasons are). A drifting sensor
+has a persistent fault size far beyond its spread on normal training windows and little index left; a machine fault
+moves several sensors in a pattern no single sensor's fault reproduces.
 
 Per-sensor limits (``sensor_limits``, off by default): Q sums every sensor's squared residual, so one sensor
 leaving relations that explain it almost exactly is diluted by the ordinary residual noise of all the others
@@ -119,6 +89,16 @@ from linewatch.models.base import (
     check_windows,
     register_detector,
 )
+from linewatch.models.detectors.mspc import (
+    deviation_contributions,
+    isolation_metric,
+    isolation_parts,
+    movement_contributions,
+    select_components,
+    t2_q_parts,
+)
+
+__all__ = ["ATTRIBUTIONS", "PcaT2Q", "select_components", "t2_q_parts"]
 
 _EPS = 1e-12
 #: Variance added to a wandering level's own direction, in units of its training variance (see the module
@@ -127,36 +107,6 @@ _EPS = 1e-12
 WANDERING_LEVEL_VARIANCE = 7.0
 _CONTEXT = "context."  # prefix of the context model's tensors
 ATTRIBUTIONS = ("deviation", "decomposition", "movement")
-
-
-def select_components(eigenvalues: npt.NDArray[np.float64], variance: float, n_sensors: int) -> int:
-    """Smallest k whose components explain ``variance`` of the total, leaving at least one residual direction.
-
-    >>> select_components(np.array([3.0, 0.9, 0.1]), 0.95, 3)
-    2
-    """
-    total = float(eigenvalues.sum())
-    if total <= 0:
-        return 1
-    explained = np.cumsum(eigenvalues) / total
-    k = int(np.searchsorted(explained, variance - 1e-12) + 1)
-    return max(1, min(k, n_sensors - 1)) if n_sensors > 1 else 1
-
-
-def t2_q_parts(
-    Z: npt.NDArray[np.float64], components: npt.NDArray[np.float64], eigenvalues: npt.NDArray[np.float64]
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Per-sample, per-sensor T² parts, squared residuals, and the reconstruction of standardised samples.
-
-    ``Z`` is ``(..., S)``; ``components`` ``(S, k)`` orthonormal; returns arrays shaped like ``Z``. The T² parts
-    sum over sensors to Hotelling's T² and the residual parts to Q.
-    """
-    scores = Z @ components
-    recon = scores @ components.T
-    residual = Z - recon
-    half = (components / np.sqrt(eigenvalues)) @ components.T  # D^½, symmetric
-    t2_parts = (Z @ half) ** 2
-    return t2_parts, residual**2, recon
 
 
 @register_detector
@@ -428,16 +378,12 @@ class PcaT2Q(Detector):
             if self.mean_ is None:
                 raise NotFittedError(f"{type(self).__name__} is not fitted")
             squared = self._fold(self._standardised(X) ** 2, self._sensor_count(X.shape[2]))
-            index = self._parts(X)[0].sum(axis=2, keepdims=True)
-            shares = squared / np.maximum(squared.sum(axis=2, keepdims=True), _EPS)
-            return np.asarray((shares * index).mean(axis=1), dtype=np.float64)
+            return deviation_contributions(squared, self._parts(X)[0].sum(axis=2))
         if self.attribution == "movement":
             if self.scale_ is None:
                 raise NotFittedError(f"{type(self).__name__} is not fitted")
             n_sensors = self._sensor_count(X.shape[2])  # the level coordinates come first, then any slopes
-            values = X[:, :, :n_sensors].astype(np.float64)
-            moves = (values - values[:, :1, :]) / self.scale_[:n_sensors]  # from the first step: a still sensor is 0
-            return np.asarray(moves.var(axis=1), dtype=np.float64)
+            return movement_contributions(X[:, :, :n_sensors].astype(np.float64), self.scale_[:n_sensors])
         contrib, _ = self._parts(X)
         return np.asarray(contrib.mean(axis=1), dtype=np.float64)
 
@@ -445,41 +391,15 @@ class PcaT2Q(Detector):
         _, recon = self._parts(self._sensors_only(X))
         return recon[:, -1, :]
 
-    def _isolation_metric(self) -> tuple[npt.NDArray[np.float64], float]:
-        """The quadratic form whose per-step value the isolation reconstructs, and its limit.
-
-        ``Φ = D / T²_lim + C / Q_lim`` (the combined index, so ``zᵀΦz`` is the per-step score) with the limit
-        ``phi_limit_``; a bundle saved before the combined isolation existed has no such limit and keeps the
-        residual-only form ``C`` with ``Q_lim``, matching the fault spreads it was saved with.
-        """
-        assert self.components_ is not None and self.eigenvalues_ is not None and self.q_limit_ is not None
-        P = self.components_
-        C = np.eye(P.shape[0]) - P @ P.T
-        if self.phi_limit_ is None:
-            return C, self.q_limit_
-        assert self.t2_limit_ is not None
-        D = (P / self.eigenvalues_) @ P.T
-        return D / self.t2_limit_ + C / self.q_limit_, self.phi_limit_
-
     def _isolation_parts(self, X: Array) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Window-mean single-sensor fault sizes ``f_j`` (n, S) and the index left after removing each (n, S)."""
-        assert self.mean_ is not None and self.scale_ is not None and self.components_ is not None
-        Phi, limit = self._isolation_metric()
+        assert self.components_ is not None and self.eigenvalues_ is not None
+        assert self.t2_limit_ is not None and self.q_limit_ is not None
+        Phi, limit = isolation_metric(
+            self.components_, self.eigenvalues_, self.t2_limit_, self.q_limit_, self.phi_limit_
+        )
         Z = self._standardised(X)
-        g = Z @ Phi  # Φ z (Φ symmetric)
-        index = (Z * g).sum(axis=2, keepdims=True)
-        idx = self._blocks(Z.shape[2], self._sensor_count(X.shape[2]))  # (S, B)
-        if idx.shape[1] == 1:
-            diag = np.maximum(np.diag(Phi)[idx[:, 0]], _EPS)
-            g_s = g[..., idx[:, 0]]
-            remaining = np.maximum(index - g_s**2 / diag, 0.0) / limit
-            return (g_s / diag).mean(axis=1), remaining.mean(axis=1)
-        # Two-dimensional fault direction per sensor: its level and its slope or lag coordinates.
-        blocks = np.linalg.pinv(Phi[idx[:, :, None], idx[:, None, :]])  # (S, 2, 2) pseudo-inverses of Φ_II
-        g_pairs = g[..., idx]  # (n, steps, S, 2)
-        f = np.einsum("sab,ntsb->ntsa", blocks, g_pairs)
-        remaining = np.maximum(index - (g_pairs * f).sum(axis=3), 0.0) / limit
-        return f[..., 0].mean(axis=1), remaining.mean(axis=1)
+        return isolation_parts(Z, Phi, limit, self._blocks(Z.shape[2], self._sensor_count(X.shape[2])))
 
     def _isolation(self, X: Array) -> Isolation | None:
         if self.mean_ is None or self.components_ is None:
