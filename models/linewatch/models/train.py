@@ -58,6 +58,7 @@ from linewatch.models.quality import (
     wandering_levels,
 )
 from linewatch.models.registry import Registry
+from linewatch.models.shift import compare_holdout
 from linewatch.models.window_labels import exclude_labelled, in_labels
 from linewatch.models.windows import Preprocessor, WindowSpec, concat_windows
 
@@ -352,8 +353,12 @@ def train_group(
         calibrator = adapted_calibration(calibrator, adapt_from.calibrator)
         kept = calibrator is adapt_from.calibrator
         emit(f"threshold {'kept from' if kept else 'raised above that of'} {adapt_from.group}/{adapt_from.version}")
+    shift = compare_holdout(detector, train.X, held.X, scores, calibrator.threshold, sensors)
+    if shift.shifted:
+        emit(shift.message(group.name))
     model = Model(group=group.name, version="candidate", preprocessor=pre, detector=detector, calibrator=calibrator)
     metrics = holdout_metrics(model, holdout_frames, labels)
+    metrics.update(shift.metrics())
     metrics.update(
         {
             "train_windows": float(len(train)),

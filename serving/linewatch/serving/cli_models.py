@@ -137,7 +137,10 @@ def register(app: typer.Typer) -> None:
             make_console().print(f"no models yet under {registry.root}", markup=False, highlight=False)
             return
         table = Table(title="linewatch models")
-        for column in ("group", "version", "champion", "created", "false alarms", "recall", "adapted from", "clock"):
+        # "threshold x": the alarm threshold in units of the training windows' 99 % score; well over the few the
+        # simulated plant's three days of training give (1.9-4.8) means the model is blind to weaker faults.
+        columns = ("group", "version", "champion", "created", "false alarms", "recall", "threshold x", "adapted from")
+        for column in (*columns, "clock"):
             table.add_column(column)
         unreadable: list[str] = []
         for group in groups:
@@ -154,6 +157,7 @@ def register(app: typer.Typer) -> None:
                     info.created_at[:19],
                     f"{info.metrics.get('false_alarm_rate', float('nan')):.4f}",
                     f"{info.metrics['event_recall']:.2f}" if "event_recall" in info.metrics else "-",
+                    f"{ratio:.1f}" if (ratio := info.metrics.get("threshold_over_training_line")) is not None else "-",
                     info.adapted_from or "-",
                     info.clock,
                 )

@@ -64,6 +64,10 @@ def test_train_register_promote_and_score(plant_store: tuple[Path, list[FaultLab
     assert report.assets == ["pump-01", "pump-02"] and len(report.sensors) == 6
     assert registry.champion("pumps") == report.version
     assert 0 <= report.metrics["false_alarm_rate"] < 0.05
+    # Its held-out part looks like the part trained on: no warning, and the comparison is kept with the model.
+    assert not any("held-out hours differ" in line for line in said), said
+    assert report.metrics["holdout_over_training_line"] < 0.05
+    assert 0 < report.metrics["threshold_over_training_line"] < 10
 
     manifest, tensors, version = registry.load_champion("pumps")
     assert manifest["training"]["labels_used"] == 1 and manifest["library_versions"]["numpy"]
@@ -186,3 +190,26 @@ def test_a_wandering_level_gets_room_when_asked(plant_store: tuple[Path, list[Fa
     model = Model.from_bundle(*Registry(tmp_path / "models").load_champion("pumps"))
     assert [model.sensors[j] for j in model.detector.config()["wandering"]] == ["bearing_temp"]
     assert any("the level of bearing_temp wanders over the training data" in line for line in said), said
+
+
+def test_a_held_out_part_unlike_the_trained_part_is_warned_about(tmp_path: Path) -> None:
+    """The newest 45 min of three hours are held out; there the pressure reads 3.5 spreads higher than before."""
+    assets = (AssetSpec("pump-01", "pump"), AssetSpec("pump-02", "pump"))
+    frame, _ = Plant(PlantConfig(assets=assets, seed=5, fault_rate_per_asset_per_hour=0)).generate(START, 3 * 3600)
+    later = (pl.col("sensor") == "pressure") & (pl.col("ts") >= START + timedelta(hours=2, minutes=15))
+    frame = frame.with_columns(pl.when(later).then(pl.col("value") + 3.0).otherwise(pl.col("value")).alias("value"))
+    us = [int(t.timestamp() * 1e6) for t in frame["ts"].to_list()]
+    ParquetStore(tmp_path / "store", "test").write_readings(
+        [Reading(t, a, s, v, t) for t, a, s, v in zip(us, frame["asset"], frame["sensor"], frame["value"], strict=True)]
+    )
+    registry = Registry(tmp_path / "models")
+    said: list[str] = []
+    group = AssetGroupConfig(name="pumps", assets=["pump-*"])
+    report = train_group(tmp_path / "store", group, registry, say=said.append)
+    warned = [line for line in said if "held-out hours differ" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: group pumps:"), said
+    assert "their scores come from pressure (" in warned[0] and "train on a longer history" in warned[0]
+    assert report.metrics["holdout_over_training_line"] > 0.5
+    assert report.metrics["threshold_over_training_line"] > 10
+    manifest, _, _ = registry.load_champion("pumps")
+    assert manifest["metrics"]["holdout_over_training_line"] == report.metrics["holdout_over_training_line"]

@@ -243,6 +243,25 @@ def test_models_list_empty_and_corrupt_champion(tmp_path: Path) -> None:
     assert "error: group pumps:" in result.output and "champion.json" in result.output
 
 
+def test_models_list_shows_each_versions_threshold_against_its_training_line(tmp_path: Path) -> None:
+    """A model whose threshold had to rise far above its training windows' line is visible in the listing."""
+    import numpy as np
+
+    from linewatch.models.bundle import write_bundle
+    from linewatch.models.registry import Registry
+
+    cfg = _config(tmp_path, f"storage: {{root: {tmp_path / 'data'}}}\n")
+    registry = Registry(tmp_path / "data" / "models")
+    for k, metrics in enumerate([{}, {"false_alarm_rate": 0.0, "threshold_over_training_line": 17.25}]):
+        bundle = write_bundle(tmp_path / f"b{k}", {"asset_group": "pumps", "metrics": metrics}, {"w": np.ones(1)})
+        registry.add("pumps", bundle)
+    result = runner.invoke(app, ["models", "list", "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "threshold x" in result.output
+    rows = [line for line in result.output.splitlines() if "pumps" in line]
+    assert len(rows) == 2 and sum("17.2" in row for row in rows) == 1, result.output  # the older bundle has no figure
+
+
 # -- evaluate -------------------------------------------------------------------------------------------------------
 
 
