@@ -86,6 +86,13 @@ class ServeMetrics:
             ["asset_group", "version", "detector", "trained_at"],
             registry=registry,
         )
+        self.model_threshold_ratio = Gauge(
+            "linewatch_model_threshold_training_ratio",
+            "Alarm threshold of the model in service in units of its training windows' 99 % score; far above a "
+            "few (over 10) means held-out hours unlike the trained ones raised it and weaker faults will not alarm.",
+            ["asset_group"],
+            registry=registry,
+        )
         self.models_loaded = Gauge(
             "linewatch_models_loaded", "Asset groups with a model in service.", registry=registry
         )

@@ -7,6 +7,7 @@ test without sockets: the publisher and the clock are injected.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -153,6 +154,12 @@ class Scorer:
             self.metrics.model_info.remove(*self._info_labels(current))
         self.groups[group.name] = runtime
         self.metrics.model_info.labels(*self._info_labels(runtime)).set(1)
+        figures = model.manifest.get("metrics")
+        ratio = figures.get("threshold_over_training_line") if isinstance(figures, dict) else None
+        if isinstance(ratio, int | float) and not isinstance(ratio, bool) and math.isfinite(ratio):
+            self.metrics.model_threshold_ratio.labels(asset_group=group.name).set(float(ratio))
+        else:  # a bundle saved before the figure existed: no series rather than a stale one
+            self._drop_threshold_ratio(group.name)
         self.metrics.models_loaded.set(len(self.groups))
         self.metrics.model_reloads.labels(asset_group=group.name).inc()
         log.info("asset group %s: serving model %s (%s)", group.name, model.version, model.detector.name)
@@ -167,6 +174,10 @@ class Scorer:
             )
         if current is not None:
             self._refill(runtime)
+
+    def _drop_threshold_ratio(self, group: str) -> None:
+        with contextlib.suppress(KeyError):  # no series for this group
+            self.metrics.model_threshold_ratio.remove(group)
 
     @staticmethod
     def _info_labels(runtime: GroupRuntime) -> tuple[str, str, str, str]:
@@ -206,6 +217,7 @@ class Scorer:
                 )
                 self.metrics.bundles_refused.labels(asset_group=name).inc()
                 self.metrics.model_info.remove(*self._info_labels(runtime))
+                self._drop_threshold_ratio(name)
                 self._refused[name] = runtime.digest
                 del self.groups[name]
         self.metrics.models_loaded.set(len(self.groups))

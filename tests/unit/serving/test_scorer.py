@@ -47,6 +47,8 @@ def test_model_needing_a_sensor_the_data_lacks_is_refused(tmp_path: Path) -> Non
     scorer.backfill()
     assert "pumps" not in scorer.groups
     assert registry.get_sample_value("linewatch_bundles_refused_total", {"asset_group": "pumps"}) == 1.0
+    ratio = "linewatch_model_threshold_training_ratio"
+    assert registry.get_sample_value(ratio, {"asset_group": "pumps"}) is None  # refused: no figure of it served
     scorer.refresh_models()  # the same bundle is not retried (and not counted twice)
     assert "pumps" not in scorer.groups
     assert registry.get_sample_value("linewatch_bundles_refused_total", {"asset_group": "pumps"}) == 1.0
@@ -56,7 +58,11 @@ def test_model_needing_a_sensor_the_data_lacks_is_refused(tmp_path: Path) -> Non
     _store(ok_root, ["a", "b", "c"], 300, now_s)
     shutil.copytree(trained / "models", ok_root / "models")
     cfg_ok = LinewatchConfig(storage={"root": ok_root}, models={"asset_groups": [group.model_dump()]})
-    ok = Scorer(cfg_ok, ServeMetrics(CollectorRegistry()))
+    served = CollectorRegistry()
+    ok = Scorer(cfg_ok, ServeMetrics(served))
     ok.refresh_models()
     ok.backfill()
     assert "pumps" in ok.groups and ok.tick() == 1
+    # The model's threshold against its training line is exported, as training measured it.
+    figure = ok.groups["pumps"].model.manifest["metrics"]["threshold_over_training_line"]
+    assert served.get_sample_value(ratio, {"asset_group": "pumps"}) == figure > 0
