@@ -63,6 +63,10 @@ def test_skab_one_file_through_cli(tmp_path: Path) -> None:
     # The labelled anomaly's attribution: the sensors blamed for it, and its row in the attribution plot.
     named = result["per_file"]["valve1/0.csv"]["anomaly_named"]
     assert 1 <= len(named) <= 3 and len(set(named)) == len(named) and set(named) <= sensors
+    # Training's held-out check: the thermocouple already wanders between the fit and the calibration rows.
+    row = result["per_file"]["valve1/0.csv"]
+    assert row["holdout_shift_warned"] is True and s["holdout_shift_warned"] == 1
+    assert row["holdout_over_training_line"] > 0.1 and row["holdout_shift_led_by"][0] == "Thermocouple"
     assert (tmp_path / "rep" / "report.md").is_file()
     assert (tmp_path / "rep" / "plots" / "attribution_skab.png").is_file()
 

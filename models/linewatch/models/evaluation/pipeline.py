@@ -14,9 +14,11 @@ and protocols leave them out.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +31,7 @@ from linewatch.models.calibration import Calibrator
 from linewatch.models.evaluation.config import DatasetEval
 from linewatch.models.model import Model
 from linewatch.models.quality import UsabilityRules, summarise, usable_sensors, wandering_levels
+from linewatch.models.shift import HoldoutShift, compare_holdout
 from linewatch.models.windows import Preprocessor, Windows, WindowSpec, concat_windows
 
 F64 = npt.NDArray[np.float64]
@@ -70,6 +73,19 @@ class Fitted:
     excluded: dict[str, str]
     train_windows: int
     calibration_windows: int
+    shift: HoldoutShift | None = None  # how the calibration windows score against the training windows' line
+
+    def shift_figures(self) -> dict[str, Any]:
+        """The held-out check training runs (:mod:`linewatch.models.shift`), as JSON-able figures."""
+        if self.shift is None:
+            return {}
+        ratio = self.shift.threshold_ratio
+        return {
+            "holdout_shift_warned": self.shift.shifted,
+            "holdout_over_training_line": self.shift.over_line,
+            "threshold_over_training_line": ratio if math.isfinite(ratio) else None,
+            "holdout_shift_led_by": [name for name, _ in self.shift.sensors[:3]],
+        }
 
     @property
     def used_index(self) -> npt.NDArray[np.intp]:
@@ -122,12 +138,14 @@ def fit_model(
     held = _windows(pre, calib_chunks, sensors, cadence_s)
     if held is None:
         raise EvaluationError(f"{name}: no calibration windows")
+    held_scores = detector.decision_function(held.X)
     try:
-        calibrator = Calibrator.fit(detector.decision_function(held.X), quantile=cfg.quantile)
+        calibrator = Calibrator.fit(held_scores, quantile=cfg.quantile)
     except ValueError as exc:  # e.g. a detector whose normal scores are not positive
         raise EvaluationError(f"{name}: cannot calibrate {cfg.detector}: {exc}") from exc
+    shift = compare_holdout(detector, train.X, held.X, held_scores, calibrator.threshold, used)
     model = Model(group=name, version="evaluation", preprocessor=pre, detector=detector, calibrator=calibrator)
-    return Fitted(model, tuple(sensors), excluded, len(train), len(held))
+    return Fitted(model, tuple(sensors), excluded, len(train), len(held), shift)
 
 
 @dataclass(frozen=True)

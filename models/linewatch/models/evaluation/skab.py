@@ -145,6 +145,7 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
             "excluded_sensors": fitted.excluded,
             "false_alarms_named": named,
             "anomaly_named": top_sensors(blamed, sensors),
+            **fitted.shift_figures(),
         }
         plots.append(SeriesPlot(name, scores.anomaly_score, truth, 1.0))
         if say:
@@ -162,6 +163,7 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
         "fn": pooled.fn,
         "tn": pooled.tn,
         "false_alarms_named": dict(false_named.most_common()),
+        "holdout_shift_warned": sum(bool(v.get("holdout_shift_warned")) for v in per_file.values()),
         **normal,
         "seconds": time.monotonic() - started,
     }

@@ -178,6 +178,7 @@ def evaluate_smd(
             "excluded_sensors": fitted.excluded,
             "train_windows": fitted.train_windows,
             "calibration_windows": fitted.calibration_windows,
+            **fitted.shift_figures(),
         }
         series.append(SeriesPlot(name, score, label, 1.0))
         if say:
@@ -196,6 +197,7 @@ def evaluate_smd(
         "mean_detection_delay_s": _mean([r["mean_detection_delay_s"] for r in machines_done]),
         **{k: _mean([x[k] for x in all_segments]) for k in _ATTR_KEYS},
         "machines": len(machines_done),
+        "holdout_shift_warned": sum(bool(r.get("holdout_shift_warned")) for r in machines_done),
         "segments": len(all_segments),
         "seconds": time.monotonic() - started,
     }

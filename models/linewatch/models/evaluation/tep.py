@@ -221,6 +221,7 @@ def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None 
         **testing_runs,
         "threshold": fitted.model.calibrator.threshold,
         "excluded_sensors": fitted.excluded,
+        **fitted.shift_figures(),
         "seconds": time.monotonic() - started,
     }
     return EvalResult("tep", cfg.model_dump(mode="json"), summary, per_file, series, attributions)
