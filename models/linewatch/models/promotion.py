@@ -4,10 +4,17 @@ Both models score the identical held-out windows of the new training run (the ch
 older or from other assets), so the comparison is like for like: event recall where faults are labelled, minus the
 false-alarm rate on normal windows. An unusable champion (a sensor it needs is gone, its bundle is refused) is
 replaced by a working model.
+
+A candidate whose held-out hours differ from its training hours (:mod:`linewatch.models.shift`) does not replace a
+champion that showed no such shift, whatever the comparison says. Why: its threshold rose to cover those hours, so
+on them it raises no false alarm while the champion raises many, and the comparison would prefer the model that is
+blind to weaker faults. A champion alarming on changed operation is loud and gets looked at; a blind replacement
+is silent. ``--promote always`` still promotes it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import polars as pl
@@ -15,6 +22,7 @@ import polars as pl
 from linewatch.ingest.labels import FaultLabel
 from linewatch.models.model import Model
 from linewatch.models.registry import Registry
+from linewatch.models.shift import warns
 from linewatch.models.window_labels import label_windows
 
 
@@ -46,6 +54,15 @@ def holdout_metrics(
     return metrics
 
 
+def _shifted(metrics: object) -> bool:
+    """Whether a model's training figures show a shifted hold-out; False for bundles saved without them."""
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("holdout_over_training_line"), int | float):
+        return False
+    ratio = metrics.get("threshold_over_training_line")
+    over = float(metrics["holdout_over_training_line"])
+    return warns(over, float(ratio) if isinstance(ratio, int | float) else math.nan)
+
+
 def comparison_score(metrics: dict[str, float]) -> float:
     """One number for "no worse than the champion": recall (when faults are labelled) minus false-alarm rate."""
     return metrics.get("event_recall", 0.0) - metrics["false_alarm_rate"]
@@ -71,6 +88,13 @@ def decide(
         champ_metrics = holdout_metrics(champion, holdout, labels)
     except Exception as exc:  # an unusable champion is replaced by a working model
         return True, f"champion unusable on this data ({type(exc).__name__}: {str(exc)[:120]})", None
+    if _shifted(metrics) and not _shifted(manifest.get("metrics")):
+        return (
+            False,
+            f"kept champion {version}: this model's held-out hours differ from the hours it trained on, and its "
+            "threshold rose to cover them (see the warning above); promote it with --promote always",
+            champ_metrics,
+        )
     ours, theirs = comparison_score(metrics), comparison_score(champ_metrics)
     if ours >= theirs - 1e-12:
         return (
