@@ -3,7 +3,7 @@
 Why: the alarm threshold is an extreme quantile of held-out normal scores. Where the held-out hours sit outside
 what the training hours showed (on a few hours of history, a bearing temperature still following the day's
 warmth), the threshold rises to cover them, and the model is then blind to every fault weaker than that shift:
-on the demo's three hours of history the calibrated thresholds ranged from 1.06 to 32 by start hour (README).
+on the demo's six hours of history the calibrated thresholds ranged from 1.06 to 32 by start hour (README).
 Nothing in the model says so, and a reliability engineer reading "trained, promoted" would trust it. So training
 compares the two parts: the share of held-out windows that score above the training windows' own
 :data:`TRAINING_LINE_QUANTILE` line (about 1 % where the two parts are alike) and the threshold in units of that
@@ -15,7 +15,7 @@ a longer history).
 
 Measured (2026-12-01, default detector): three days of the simulated plant (seeds 0-2, every group) gave shares of
 0.4-2.0 % and ratios of 1.9-4.8 (no warning); one day (seeds 0-4) warned for 1 of 15 trainings (a compressor, ratio
-11.5); the demo's three hours from six start hours gave shares up to 14 % and ratios up to 27, and the warning fires
+11.5); the demo's six hours from six start hours gave shares up to 14 % and ratios up to 27, and the warning fires
 for 5 of its 18 trainings (3 of 6 compressor trainings, 2 of 6 pump trainings). On SKAB's 20 labelled files, with the
 benchmark's split (fit on 300 s, calibrate on the next 100 s), it warns for 17 (`make evaluate` reports it per file),
 14 of them led by the two temperature sensors whose wander causes nearly all of SKAB's false alarms.
