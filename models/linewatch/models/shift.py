@@ -84,6 +84,11 @@ def warns(over_line: float, threshold_ratio: float) -> bool:
     return over_line > SHIFT_WARN_SHARE or (math.isfinite(threshold_ratio) and threshold_ratio > RATIO_WARN)
 
 
+def threshold_ratio(threshold: float, line: float) -> float:
+    """The threshold in units of the training line; NaN where the line is not positive (no unit to count in)."""
+    return threshold / line if line > 0 else math.nan
+
+
 def line_sample(n_windows: int) -> npt.NDArray[np.intp]:
     """Indices of the training windows scored for the line: all, or :data:`MAX_LINE_WINDOWS` evenly spaced."""
     if n_windows <= MAX_LINE_WINDOWS:
@@ -119,7 +124,7 @@ def holdout_shift(
         raise ValueError("no finite held-out score to compare")
     over = held > line
     share = float(over.mean())
-    ratio = threshold / line if line > 0 else float("nan")
+    ratio = threshold_ratio(threshold, line)
     named: tuple[tuple[str, float], ...] = ()
     if over_shares is not None and warns(share, ratio):
         shares = np.asarray(over_shares, dtype=np.float64)
@@ -130,7 +135,7 @@ def holdout_shift(
             total = total / total.sum()
             order = np.argsort(-total, kind="stable")
             named = tuple((sensors[j], float(total[j])) for j in order if total[j] > 0)
-    return HoldoutShift(share, float(ratio), named)
+    return HoldoutShift(share, ratio, named)
 
 
 def compare_holdout(
@@ -145,6 +150,6 @@ def compare_holdout(
     where the hold-out is shifted, attributes the held-out windows above it."""
     line = training_line(detector.decision_function(train_X[line_sample(len(train_X))]))
     over = held_scores > line
-    ratio = threshold / line if line > 0 else float("nan")
+    ratio = threshold_ratio(threshold, line)
     shares = detector.contributions(held_X[over]) if warns(float(over.mean()), ratio) and over.any() else None
     return holdout_shift(line, held_scores, threshold, shares, sensors)
