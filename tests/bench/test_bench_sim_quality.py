@@ -2,7 +2,7 @@
 
 Per seed: simulate 3 days + 1 week, store the first 3 days, train every group with the default configuration,
 score the week with the shared alert policy, and compute the four acceptance metrics. Three days because that
-is the training history ``linewatch train`` advises (:data:`linewatch.models.train.ADVISED_TRAINING_S`); with
+is the training history ``linewatch train`` advises (:data:`linewatch.models.train_input.ADVISED_TRAINING_S`); with
 one day the worst seed gave 1.62 false alerts per asset-week (mean 0.54), with three 0.81 (mean 0.22).
 Seeds are fixed in advance (0-4) and nothing is tuned per seed; the JSON holds every seed plus the mean and the
 worst value.
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from linewatch.models.train import ADVISED_TRAINING_S
+from linewatch.models.train_input import ADVISED_TRAINING_S
 from tests.unit.models.test_sim_quality import run_plant
 
 SEEDS = (0, 1, 2, 3, 4)

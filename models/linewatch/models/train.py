@@ -18,14 +18,11 @@ extreme quantile needs. See :mod:`linewatch.models.adapt`.
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
 import importlib.metadata
 import logging
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +31,6 @@ import polars as pl
 
 from linewatch.core.config import AssetGroupConfig
 from linewatch.ingest.labels import FaultLabel
-from linewatch.ingest.reader import list_assets, scan_readings
 from linewatch.models import detectors as _detectors  # noqa: F401  (registers every detector)
 from linewatch.models.adapt import (
     adapted_calibration,
@@ -43,43 +39,51 @@ from linewatch.models.adapt import (
     related_levels,
     related_spreads,
 )
-from linewatch.models.base import DETECTORS, make_detector
+from linewatch.models.base import DETECTORS, Detector, make_detector
 from linewatch.models.bundle import write_bundle
 from linewatch.models.calibration import Calibrator
-from linewatch.models.holdout import split_assets
+from linewatch.models.holdout import AssetSplit, split_assets
 from linewatch.models.model import Model
 from linewatch.models.promotion import decide, holdout_metrics
-from linewatch.models.quality import (
-    UsabilityRules,
-    render_text,
-    summarise,
-    usable_sensors,
-    wander_as_in,
-    wandering_levels,
-)
+from linewatch.models.quality import QualityReport, render_text, wandering_levels
 from linewatch.models.registry import Registry
 from linewatch.models.shift import compare_holdout
+from linewatch.models.train_input import (
+    ADVISED_TRAINING_S,
+    SLOW_INPUTS_MIN_SPAN_S,
+    Say,
+    TrainingError,
+    adapted_spec,
+    choose_sensors,
+    fingerprint,
+    group_spec,
+    quality_check,
+    read_history,
+    select_assets,
+    takes_inputs,
+    training_span_s,
+    warn_span,
+    window_spec,
+)
 from linewatch.models.window_labels import exclude_labelled, in_labels
-from linewatch.models.windows import Preprocessor, WindowSpec, concat_windows
+from linewatch.models.windows import Preprocessor, Windows, WindowSpec, concat_windows
+
+__all__ = [
+    "ADVISED_TRAINING_S",
+    "SLOW_INPUTS_MIN_SPAN_S",
+    "TrainReport",
+    "TrainingError",
+    "adapted_spec",
+    "describe",
+    "fingerprint",
+    "library_versions",
+    "select_assets",
+    "train_group",
+    "training_span_s",
+    "window_spec",
+]
 
 log = logging.getLogger(__name__)
-
-#: Less training history than this gets a warning. Why: a threshold for "one false alert per week" is
-#: extrapolated from the held-out scores, and a single day shows each daily condition and load combination once.
-#: On the simulated plant (5 seeds, one week scored, budget 0.5) one day of training gave 0-1.62 false alerts per
-#: asset-week (worst seed above the goal of 1), three days 0-0.81.
-ADVISED_TRAINING_S = 3 * 86400.0
-#: Lag and time-of-day inputs need this much history: slow inputs are learned from slow episodes (thermal
-#: transients of tens of minutes, the day), and one day holds too few of them. Measured on a fault-free simulated
-#: pump trained on one day: 14 % of the next days' windows above the held-out 99.9 % score with lag inputs, 10 %
-#: without; with three days of training 0.5-0.6 % either way.
-SLOW_INPUTS_MIN_SPAN_S = 2 * 86400.0
-
-Say = Callable[[str], None]
-
-
-class TrainingError(RuntimeError):
-    """Training cannot produce a trustworthy model from this data; the message says what is missing."""
 
 
 @dataclass
@@ -97,34 +101,6 @@ class TrainReport:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def window_spec(group: AssetGroupConfig, span_s: float = math.inf) -> WindowSpec:
-    """The group's windows; derived inputs only for detectors that take them, from ``span_s`` >= 2 days of data."""
-    w = group.window
-    takes = _takes_inputs(group.detector.name) and span_s >= SLOW_INPUTS_MIN_SPAN_S
-    return WindowSpec(
-        cadence_s=group.cadence_s,
-        length=w.length,
-        stride=w.stride,
-        max_gap_steps=w.max_gap_steps,
-        min_observed_fraction=w.min_observed_fraction,
-        lag_s=w.lag_s if takes else 0.0,
-        daily=w.daily and takes,
-        timezone=w.timezone,
-    )
-
-
-def adapted_spec(source: Model, group: AssetGroupConfig, emit: Say) -> WindowSpec:
-    """The source's window layout on this group's clock: a detector that learnt the morning shift at 06:00 local
-    time expects it at 06:00 on the new site's clock too."""
-    spec = source.preprocessor.spec
-    if spec.timezone != group.window.timezone:
-        emit(
-            f"the time of day is read on {group.window.timezone} (window.timezone of group {group.name}), the "
-            f"source model's on {spec.timezone}: if this group is at the source's site, set window.timezone"
-        )
-    return replace(spec, timezone=group.window.timezone)
-
-
 def _say_spreads(sized: Preprocessor, related: Preprocessor, source: Model, emit: Say) -> None:
     """Name the spreads the relations moved: an engineer checking an adapted model sees where the size ratio was
     not the sensor's size (an offset, a different transmitter range)."""
@@ -140,34 +116,6 @@ def _say_spreads(sized: Preprocessor, related: Preprocessor, source: Model, emit
         )
 
 
-def _takes_inputs(detector: str) -> bool:
-    cls = DETECTORS.get(detector)
-    return cls is not None and cls.takes_inputs
-
-
-def _unlabelled(readings: pl.DataFrame, labels: Sequence[FaultLabel]) -> pl.DataFrame:
-    """The readings outside every labelled period: whether a level wanders is a question about normal operation,
-    and a labelled fault (a bearing's vibration climbing for ten minutes) is not trained on either."""
-    inside = pl.lit(False)
-    for label in labels:
-        inside = inside | (
-            (pl.col("asset") == label.asset) & (pl.col("ts") >= label.start) & (pl.col("ts") < label.end)
-        )
-    return readings.filter(~inside)
-
-
-def select_assets(available: Sequence[str], patterns: Sequence[str]) -> list[str]:
-    return sorted(a for a in available if any(fnmatch.fnmatchcase(a, p) for p in patterns))
-
-
-def fingerprint(frame: pl.DataFrame) -> str:
-    """A cheap identity of the training data (same readings -> same fingerprint for one polars version)."""
-    digest = hashlib.sha256()
-    digest.update(str(frame.shape).encode())
-    digest.update(str(int(frame.hash_rows(seed=0).sum())).encode() if frame.height else b"empty")
-    return digest.hexdigest()
-
-
 def library_versions() -> dict[str, str]:
     out = {}
     for name in ("linewatch", "numpy", "scipy", "polars", "pyarrow", "scikit-learn", "pyod", "torch", "tsfresh"):
@@ -176,6 +124,111 @@ def library_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = "absent"
     return out
+
+
+def _scaling(
+    per_asset: Sequence[AssetSplit],
+    train_frames: Sequence[tuple[str, pl.DataFrame]],
+    sensors: Sequence[str],
+    spec: WindowSpec,
+    labels: Sequence[FaultLabel],
+    adapt_from: Model | None,
+    emit: Say,
+) -> Preprocessor:
+    """The preprocessing the bundle carries, learned on the training segments themselves (without the look-back
+    each frame carries); when adapting, moved onto the source model's relations (:mod:`linewatch.models.adapt`)."""
+    own = [
+        (a.asset, f.filter(pl.col("ts").dt.epoch("us") >= start))
+        for a in per_asset
+        for f, start in zip(a.train, a.train_starts, strict=True)
+    ]
+    train_wide = pl.concat([f for _, f in own])
+    exclude = np.concatenate(
+        [in_labels(f["ts"].to_numpy(), labels, asset, spec.length * spec.cadence_s) for asset, f in own]
+    )
+    pre = Preprocessor(spec).fit(train_wide, list(sensors), exclude=exclude)
+    if adapt_from is None:
+        return pre
+    hours, fitted = covered_hours(pre), pre
+    sized = adapted_scaling(fitted, adapt_from.preprocessor)
+    hours_windows = [exclude_labelled(sized.transform(frame), labels, asset) for asset, frame in train_frames]
+    seen = concat_windows([w.select(w.valid) for w in hours_windows])
+    pre = adapted_scaling(fitted, adapt_from.preprocessor, spread=related_spreads(sized, adapt_from, seen))
+    _say_spreads(sized, pre, adapt_from, emit)
+    return related_levels(pre, adapt_from, hours, seen)
+
+
+def _fit_detector(
+    group: AssetGroupConfig,
+    spec: WindowSpec,
+    sensors: Sequence[str],
+    report: QualityReport,
+    train: Windows,
+    clean: Windows,
+    emit: Say,
+) -> Detector:
+    """A new detector fitted on the training windows; ``clean`` (no look-back into a labelled fault) fits the
+    slow inputs, which would otherwise remember the fault as normal."""
+    emit(f"training {group.detector.name} on {len(train):,} windows of {spec.length} steps x {len(sensors)} sensors")
+    params: dict[str, Any] = dict(group.detector.params)
+    if takes_inputs(group.detector.name):
+        params.update(lag_inputs=bool(spec.lag_s), daily_inputs=spec.daily)
+    kind = DETECTORS.get(group.detector.name)
+    if kind is not None and kind.takes_wandering and "wandering" not in params:
+        params["wandering"] = wandering_levels(report, list(sensors), group.training.wandering_level_p)
+        if params["wandering"]:
+            names = ", ".join(sensors[j] for j in params["wandering"])
+            emit(
+                f"group {group.name}: the level of {names} wanders over the training data and no other sensor "
+                "explains it: kept, with room to wander as far again as normal (train on a longer history to "
+                "learn it)"
+            )
+    detector = make_detector(group.detector.name, seed=group.training.seed, **params)
+    detector.fit(train.X)
+    if spec.history_steps and len(clean) >= 20:
+        detector.fit_inputs(clean.X)
+    return detector
+
+
+def _held_out(
+    holdout_frames: Sequence[tuple[str, pl.DataFrame]], pre: Preprocessor, labels: Sequence[FaultLabel], group: str
+) -> Windows:
+    """The held-out normal windows the threshold is calibrated on (at least 50)."""
+    holdout_normal = []
+    for asset, frame in holdout_frames:
+        windows = exclude_labelled(pre.transform(frame), labels, asset)
+        holdout_normal.append(windows.select(windows.valid))
+    normal = [w for w in holdout_normal if len(w)]
+    if not normal or sum(len(w) for w in normal) < 50:
+        raise TrainingError(f"asset group {group!r}: fewer than 50 held-out normal windows to calibrate on")
+    return concat_windows(normal)
+
+
+def _calibrate(
+    group: AssetGroupConfig,
+    spec: WindowSpec,
+    detector: Detector,
+    scores: np.ndarray,
+    adapt_from: Model | None,
+    emit: Say,
+) -> Calibrator:
+    """The alarm threshold from the held-out scores; an adapted model's is raised, never lowered."""
+    cal = group.calibration
+    windows_per_week = 7 * 86400 / (spec.stride * spec.cadence_s)
+    try:
+        calibrator = Calibrator.fit(
+            scores,
+            quantile=cal.quantile,
+            false_alarms_per_week=cal.false_alarms_per_week,
+            windows_per_week=windows_per_week if cal.false_alarms_per_week is not None else None,
+        )
+    except ValueError as exc:  # e.g. a detector whose normal scores are not positive
+        raise TrainingError(f"asset group {group.name!r}: cannot calibrate {detector.name}: {exc}") from exc
+    if adapt_from is not None:
+        calibrator = adapted_calibration(calibrator, adapt_from.calibrator)
+        kept = calibrator is adapt_from.calibrator
+        emit(f"threshold {'kept from' if kept else 'raised above that of'} {adapt_from.group}/{adapt_from.version}")
+    return calibrator
 
 
 def train_group(
@@ -195,78 +248,12 @@ def train_group(
     health ranges are learned here (the threshold may rise; see the module docstring).
     """
     emit = say or (lambda text: log.info("%s", text))
-    assets = select_assets(list_assets(root), group.assets)
-    if not assets:
-        raise TrainingError(f"asset group {group.name!r}: no stored asset matches {group.assets}")
-    start = None if group.training.days is None or end is None else end - timedelta(days=group.training.days)
-    readings = scan_readings(root, assets, start, end).collect()
-    if readings.height == 0:
-        raise TrainingError(f"asset group {group.name!r}: no readings in the selected period")
-    if group.training.days is not None and end is None:
-        newest = readings["ts"].max()
-        assert isinstance(newest, datetime)
-        readings = readings.filter(pl.col("ts") >= newest - timedelta(days=group.training.days))
+    assets, readings = read_history(root, group, end)
     emit(f"group {group.name}: {readings.height:,} readings of {len(assets)} assets ({', '.join(assets)})")
-    span_s = training_span_s(readings)
-    if adapt_from is not None:
-        emit(
-            f"adapting model {adapt_from.group}/{adapt_from.version} ({adapt_from.detector.name}): its detector and "
-            f"threshold are kept; sensor levels and spreads are learned from {span_s / 3600:.1f} h of this group"
-        )
-        if span_s < 86400:
-            first, last = readings["ts"].min(), readings["ts"].max()
-            assert isinstance(first, datetime) and isinstance(last, datetime)
-            emit(
-                f"warning: group {group.name}: {first:%H:%M}-{last:%H:%M} UTC is less than a day: a sensor that "
-                "follows the day (a bearing's warmth) gets its level from those hours, and other hours may alarm; "
-                "adapt from a full day where you can"
-            )
-    elif span_s < ADVISED_TRAINING_S:
-        emit(
-            f"warning: group {group.name}: the training data spans {span_s / 3600:.1f} h, less than the advised "
-            f"{ADVISED_TRAINING_S / 86400:.0f} days; expect more false alarms than the budget until it is retrained "
-            "on more history"
-        )
-    spec = window_spec(group, span_s) if adapt_from is None else adapted_spec(adapt_from, group, emit)
-    wanted = (group.window.lag_s or group.window.daily) and _takes_inputs(group.detector.name)
-    if adapt_from is None and wanted and span_s < SLOW_INPUTS_MIN_SPAN_S:
-        emit(
-            f"group {group.name}: no lag or time-of-day inputs: they need {SLOW_INPUTS_MIN_SPAN_S / 86400:.0f} days "
-            "of history"
-        )
-
-    # The wandering-level rule asks whether these hours are long enough to learn a sensor's level. An adapted
-    # model's levels come from the source's daily profile and relations instead, so the rule does not apply: on the
-    # few hours adaptation is for, it would otherwise reject the bearing temperature the source needs.
-    # For the same reason an adapted model keeps the source's detector as trained, wandering levels included.
-    wander_p = group.training.max_unit_root_p if adapt_from is None else None
-    wandering_p = group.training.wandering_level_p if adapt_from is None else None
-    rules = UsabilityRules(max_unit_root_p=wander_p)
-    wander_at = min((p for p in (wander_p, wandering_p) if p), default=None)
-    report = summarise(readings, group.cadence_s, wander_p=wander_at)
-    # Only a rule reads the wander tests; without one the report keeps the whole data's (one summary, not two).
-    unlabelled = _unlabelled(readings, labels) if labels and wander_at is not None else readings
-    if unlabelled.height and unlabelled.height < readings.height:
-        report = wander_as_in(report, summarise(unlabelled, group.cadence_s, wander_p=wander_at))
-    usable, excluded = usable_sensors(report, rules)
-    if adapt_from is not None:
-        sensors = list(adapt_from.sensors)
-        missing = [s for s in sensors if s not in usable]
-        if missing:
-            why = "; ".join(f"{s}: {excluded.get(s, 'no readings')}" for s in missing)
-            raise TrainingError(
-                f"asset group {group.name!r} cannot adapt {adapt_from.group}/{adapt_from.version}: it needs "
-                f"sensors this group lacks or cannot use ({why})"
-            )
-    elif group.sensors is not None:
-        missing = [s for s in group.sensors if s not in usable]
-        if missing:
-            raise TrainingError(f"configured sensors unusable or absent: {', '.join(missing)} ({excluded})")
-        sensors = list(group.sensors)
-    else:
-        sensors = sorted(usable)
-    if not sensors:
-        raise TrainingError(f"asset group {group.name!r}: no usable sensors ({excluded})")
+    span_s = warn_span(group, readings, adapt_from, emit)
+    spec = group_spec(group, span_s, adapt_from, emit)
+    report, usable, excluded = quality_check(readings, group, labels, adapt_from)
+    sensors = choose_sensors(group, usable, excluded, adapt_from)
     quality_text = render_text(report, excluded)
     emit(quality_text)
 
@@ -274,26 +261,7 @@ def train_group(
     train_frames = [(a.asset, f) for a in per_asset for f in a.train if f.height]
     if not train_frames:
         raise TrainingError(f"asset group {group.name!r}: no training data after the hold-out split")
-    # Scaling is learned on the training segments themselves, without the look-back each frame carries.
-    own = [
-        (a.asset, f.filter(pl.col("ts").dt.epoch("us") >= start))
-        for a in per_asset
-        for f, start in zip(a.train, a.train_starts, strict=True)
-    ]
-    train_wide = pl.concat([f for _, f in own])
-    exclude = np.concatenate(
-        [in_labels(f["ts"].to_numpy(), labels, asset, spec.length * spec.cadence_s) for asset, f in own]
-    )
-    pre = Preprocessor(spec).fit(train_wide, sensors, exclude=exclude)
-    if adapt_from is not None:
-        hours, fitted = covered_hours(pre), pre
-        sized = adapted_scaling(fitted, adapt_from.preprocessor)
-        hours_windows = [exclude_labelled(sized.transform(frame), labels, asset) for asset, frame in train_frames]
-        seen = concat_windows([w.select(w.valid) for w in hours_windows])
-        pre = adapted_scaling(fitted, adapt_from.preprocessor, spread=related_spreads(sized, adapt_from, seen))
-        _say_spreads(sized, pre, adapt_from, emit)
-        pre = related_levels(pre, adapt_from, hours, seen)
-
+    pre = _scaling(per_asset, train_frames, sensors, spec, labels, adapt_from, emit)
     train_parts, clean_parts = [], []
     for asset, frame in train_frames:
         windows = pre.transform(frame)
@@ -304,55 +272,16 @@ def train_group(
     if len(train) < 20:
         raise TrainingError(f"asset group {group.name!r}: only {len(train)} usable training windows (need 20)")
     if adapt_from is not None:
-        detector = adapt_from.detector  # kept as trained: only the scaling around it was relearned
+        # Kept as trained, wandering levels included: only the scaling around it was relearned.
+        detector = adapt_from.detector
     else:
-        emit(
-            f"training {group.detector.name} on {len(train):,} windows of {spec.length} steps x {len(sensors)} sensors"
-        )
-        params: dict[str, Any] = dict(group.detector.params)
-        if _takes_inputs(group.detector.name):
-            params.update(lag_inputs=bool(spec.lag_s), daily_inputs=spec.daily)
-        kind = DETECTORS.get(group.detector.name)
-        if kind is not None and kind.takes_wandering and "wandering" not in params:
-            params["wandering"] = wandering_levels(report, sensors, wandering_p)
-            if params["wandering"]:
-                names = ", ".join(sensors[j] for j in params["wandering"])
-                emit(
-                    f"group {group.name}: the level of {names} wanders over the training data and no other sensor "
-                    "explains it: kept, with room to wander as far again as normal (train on a longer history to "
-                    "learn it)"
-                )
-        detector = make_detector(group.detector.name, seed=group.training.seed, **params)
-        detector.fit(train.X)
         clean = concat_windows([w for w in clean_parts if len(w)] or clean_parts)
-        if spec.history_steps and len(clean) >= 20:
-            detector.fit_inputs(clean.X)  # lag inputs that remember a labelled fault are not normal for it
+        detector = _fit_detector(group, spec, sensors, report, train, clean, emit)
 
     holdout_frames = [(a.asset, f) for a in per_asset for f in a.holdout if f.height]
-    holdout_normal = []
-    for asset, frame in holdout_frames:
-        windows = exclude_labelled(pre.transform(frame), labels, asset)
-        holdout_normal.append(windows.select(windows.valid))
-    normal = [w for w in holdout_normal if len(w)]
-    if not normal or sum(len(w) for w in normal) < 50:
-        raise TrainingError(f"asset group {group.name!r}: fewer than 50 held-out normal windows to calibrate on")
-    held = concat_windows(normal)
+    held = _held_out(holdout_frames, pre, labels, group.name)
     scores = detector.decision_function(held.X)
-    cal = group.calibration
-    windows_per_week = 7 * 86400 / (spec.stride * spec.cadence_s)
-    try:
-        calibrator = Calibrator.fit(
-            scores,
-            quantile=cal.quantile,
-            false_alarms_per_week=cal.false_alarms_per_week,
-            windows_per_week=windows_per_week if cal.false_alarms_per_week is not None else None,
-        )
-    except ValueError as exc:  # e.g. a detector whose normal scores are not positive
-        raise TrainingError(f"asset group {group.name!r}: cannot calibrate {detector.name}: {exc}") from exc
-    if adapt_from is not None:
-        calibrator = adapted_calibration(calibrator, adapt_from.calibrator)
-        kept = calibrator is adapt_from.calibrator
-        emit(f"threshold {'kept from' if kept else 'raised above that of'} {adapt_from.group}/{adapt_from.version}")
+    calibrator = _calibrate(group, spec, detector, scores, adapt_from, emit)
     shift = compare_holdout(detector, train.X, held.X, scores, calibrator.threshold, sensors)
     if shift.shifted:
         emit(shift.message(group.name))
@@ -367,7 +296,6 @@ def train_group(
         }
     )
     out = TrainReport(group.name, assets, sensors, excluded, quality_text, metrics)
-
     manifest, tensors = model.to_bundle(
         {
             "assets": assets,
@@ -397,15 +325,6 @@ def train_group(
     if out.promoted:
         registry.promote(group.name, out.version, reason=out.decision)
     return out
-
-
-def training_span_s(readings: pl.DataFrame) -> float:
-    """Seconds from the oldest to the newest reading (0 for no readings)."""
-    if readings.height == 0:
-        return 0.0
-    first, last = readings["ts"].min(), readings["ts"].max()
-    assert isinstance(first, datetime) and isinstance(last, datetime)
-    return (last - first).total_seconds()
 
 
 def describe(report: TrainReport) -> dict[str, Any]:
