@@ -8,10 +8,13 @@ import pytest
 from linewatch.models.detectors.autoencoder import ConvAutoencoder, DenseAutoencoder
 from linewatch.models.detectors.lstm import LstmAutoencoder
 from linewatch.models.detectors.mspc import (
+    control_limits,
     deviation_contributions,
     isolation_metric,
     isolation_parts,
     movement_contributions,
+    principal_components,
+    sensor_limits,
 )
 from linewatch.models.detectors.pca import PcaT2Q, select_components, t2_q_parts
 from linewatch.models.detectors.pyod_features import (
@@ -47,6 +50,33 @@ def test_t2_and_q_parts_sum_to_the_classic_statistics() -> None:
     np.testing.assert_allclose(t2.sum(axis=1), (scores**2 / lam).sum(axis=1))
     np.testing.assert_allclose(q.sum(axis=1), ((x - scores @ comps.T) ** 2).sum(axis=1))
     assert (t2 >= 0).all()
+
+
+def test_principal_components_are_ordered_signed_and_floored() -> None:
+    cov = np.diag([1.0, 4.0, 0.0])  # largest variance on sensor 1, none on sensor 2
+    components, eigenvalues = principal_components(cov, 0.99, None)
+    np.testing.assert_allclose(components, [[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]], atol=1e-12)
+    np.testing.assert_allclose(eigenvalues, [4.0, 1.0])
+    flipped, _ = principal_components(np.array([[2.0, -1.0], [-1.0, 2.0]]), 0.5, None)
+    np.testing.assert_allclose(flipped, [[2**-0.5], [-(2**-0.5)]])  # the largest loading positive (the first)
+    _, floored = principal_components(np.diag([1.0, 0.0, 0.0]), 0.95, 2)  # n_components overrides the share
+    assert floored[0] == 1.0 and 0.0 < floored[1] <= 1e-12  # T² divides by it
+
+
+def test_control_limits_are_training_quantiles_of_each_statistic() -> None:
+    t2 = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    q = np.array([0.0, 0.0, 0.0, 0.0, 0.0])  # a perfect fit: floored, not 0
+    t2_limit, q_limit, phi_limit = control_limits(t2, q, 0.5)
+    assert (t2_limit, q_limit) == (3.0, 1e-6)
+    assert phi_limit == pytest.approx(1.0)  # median of t2 / 3
+
+
+def test_sensor_limits_floor_at_an_equal_share_and_scale_the_worst_ratio_to_the_index() -> None:
+    residual = np.array([[0.0, 1.0], [0.0, 3.0]])  # sensor 0 explained exactly in training
+    limits, union = sensor_limits(residual, q_limit=2.0, index=np.array([2.0, 2.0]), quantile=0.5)
+    np.testing.assert_allclose(limits, [1.0, 2.0])  # sensor 0 at its share q_limit / S, sensor 1 at its median
+    # worst ratios (0.5, 1.5): median 1.0; the index's median 2.0 -> the ratio counts double
+    assert union == pytest.approx(2.0)
 
 
 def test_deviation_shares_each_steps_index_by_squared_distance() -> None:

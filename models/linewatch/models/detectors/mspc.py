@@ -69,6 +69,52 @@ def select_components(eigenvalues: Floats, variance: float, n_sensors: int) -> i
     return max(1, min(k, n_sensors - 1)) if n_sensors > 1 else 1
 
 
+def principal_components(cov: Floats, variance: float, n_components: int | None) -> tuple[Floats, Floats]:
+    """The kept components ``(F, k)`` of a covariance and their eigenvalues ``(k,)``, largest first.
+
+    ``n_components`` overrides the :func:`select_components` count. Signs are made deterministic (each
+    component's largest-magnitude loading positive), so a refit on the same data gives the same bundle; eigenvalues
+    are floored a little above 0, because ``T²`` divides by them.
+    """
+    eigenvalues, vectors = np.linalg.eigh(cov)
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues, vectors = np.clip(eigenvalues[order], 0.0, None), vectors[:, order]
+    n = cov.shape[0]
+    k = n_components or select_components(eigenvalues, variance, n)
+    k = max(1, min(k, n - 1)) if n > 1 else 1
+    signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(n)])
+    vectors = vectors * np.where(signs == 0, 1.0, signs)
+    kept = np.maximum(eigenvalues[:k], _EPS * max(float(eigenvalues[0]), 1.0))
+    return np.ascontiguousarray(vectors[:, :k]), kept
+
+
+def control_limits(t2: Floats, q: Floats, quantile: float) -> tuple[float, float, float]:
+    """``T²``, ``Q`` and combined-index limits: the ``quantile`` of each statistic over the training samples.
+
+    Taken from the data rather than from chi-squared approximations that assume Gaussian samples; floored so
+    that a statistic that is 0 on training (a perfect fit) does not divide by 0.
+    """
+    t2_limit = max(float(np.quantile(t2, quantile)), _EPS)
+    q_limit = max(float(np.quantile(q, quantile)), 1e-6)
+    phi_limit = max(float(np.quantile(t2 / t2_limit + q / q_limit, quantile)), _EPS)
+    return t2_limit, q_limit, phi_limit
+
+
+def sensor_limits(residual: Floats, q_limit: float, index: Floats, quantile: float) -> tuple[Floats, float]:
+    """Each sensor's limit on its window-mean squared residual ``(n, S)``, and the scale of the worst ratio.
+
+    No limit is below its equal share of ``Q``'s (``q_limit / S``): a sensor the others explain almost exactly in
+    training would otherwise alarm on the first change of noise, not on a broken relation. The worst of ``S``
+    ratios passes 1 far more often than any one sensor's does (``S`` tests at once), and calibration would answer
+    by raising the threshold for the combined index as well; scaling it to the combined ``index``'s own training
+    quantile gives both tests the same false-alarm share.
+    """
+    limits = np.maximum(np.quantile(residual, quantile, axis=0), q_limit / residual.shape[1])
+    worst = (residual / limits).max(axis=1)
+    union = max(float(np.quantile(index, quantile)), _EPS) / max(float(np.quantile(worst, quantile)), _EPS)
+    return np.asarray(limits, dtype=np.float64), union
+
+
 def t2_q_parts(Z: Floats, components: Floats, eigenvalues: Floats) -> tuple[Floats, Floats, Floats]:
     """Per-sample, per-sensor T² parts, squared residuals, and the reconstruction of standardised samples.
 

@@ -90,11 +90,14 @@ from linewatch.models.base import (
     register_detector,
 )
 from linewatch.models.detectors.mspc import (
+    control_limits,
     deviation_contributions,
     isolation_metric,
     isolation_parts,
     movement_contributions,
+    principal_components,
     select_components,
+    sensor_limits,
     t2_q_parts,
 )
 
@@ -300,38 +303,18 @@ class PcaT2Q(Detector):
                 if j >= self._sensor_count(X.shape[2]):
                     raise ValueError(f"wandering sensor index {j} out of range for {X.shape[2]} sensors")
                 cov[j, j] += WANDERING_LEVEL_VARIANCE
-        eigenvalues, vectors = np.linalg.eigh(cov)
-        order = np.argsort(eigenvalues)[::-1]
-        eigenvalues, vectors = np.clip(eigenvalues[order], 0.0, None), vectors[:, order]
-        n_sensors = samples.shape[1]  # coordinates: sensors, plus their slopes
-        k = self.n_components or select_components(eigenvalues, self.variance, n_sensors)
-        k = max(1, min(k, n_sensors - 1)) if n_sensors > 1 else 1
-        # Deterministic sign: the largest-magnitude loading of each component is positive.
-        signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(n_sensors)])
-        vectors = vectors * np.where(signs == 0, 1.0, signs)
-        components = np.ascontiguousarray(vectors[:, :k])
-        kept = np.maximum(eigenvalues[:k], _EPS * max(float(eigenvalues[0]), 1.0))
+        components, kept = principal_components(cov, self.variance, self.n_components)
         t2_parts, q_parts, _ = t2_q_parts(Z, components, kept)
         self.mean_, self.scale_, self.components_, self.eigenvalues_ = mean, scale, components, kept
-        self.t2_limit_ = max(float(np.quantile(t2_parts.sum(axis=1), self.limit_quantile)), _EPS)
-        self.q_limit_ = max(float(np.quantile(q_parts.sum(axis=1), self.limit_quantile)), 1e-6)
-        phi = t2_parts.sum(axis=1) / self.t2_limit_ + q_parts.sum(axis=1) / self.q_limit_
-        self.phi_limit_ = max(float(np.quantile(phi, self.limit_quantile)), _EPS)
+        self.t2_limit_, self.q_limit_, self.phi_limit_ = control_limits(
+            t2_parts.sum(axis=1), q_parts.sum(axis=1), self.limit_quantile
+        )
         fault, _ = self._isolation_parts(X)
         self.fault_scale_ = np.maximum(fault.std(axis=0), 1e-6)
         if self.sensor_limits:
-            # No sensor's limit below its equal share of Q's: a sensor the others explain almost exactly in
-            # training would otherwise alarm on the first change of noise, not on a broken relation.
-            residual = self._sensor_residuals(X)
-            floor = self.q_limit_ / residual.shape[1]
-            self.sensor_limit_ = np.maximum(np.quantile(residual, self.limit_quantile, axis=0), floor)
-            # The worst of S ratios passes 1 far more often than any one sensor's does (S tests at once), and
-            # calibration would answer by raising the threshold for the combined index as well. Scaling it to
-            # the combined index's own training quantile gives both tests the same false-alarm share.
             index = self._parts(X)[0].sum(axis=2).mean(axis=1)
-            worst = (residual / self.sensor_limit_).max(axis=1)
-            self.sensor_union_ = max(float(np.quantile(index, self.limit_quantile)), _EPS) / max(
-                float(np.quantile(worst, self.limit_quantile)), _EPS
+            self.sensor_limit_, self.sensor_union_ = sensor_limits(
+                self._sensor_residuals(X), self.q_limit_, index, self.limit_quantile
             )
 
     def _parts(self, X: Array) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
