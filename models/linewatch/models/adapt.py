@@ -172,6 +172,9 @@ def adapted_scaling(new: Preprocessor, source: Preprocessor, spread: F64 | None 
             min=np.minimum(ours.min, carried(theirs.min)),
             max=np.maximum(ours.max, carried(theirs.max)),
             max_repeat=np.maximum(ours.max_repeat, theirs.max_repeat),
+            normal_spike=None
+            if ours.normal_spike is None or theirs.normal_spike is None
+            else np.maximum(ours.normal_spike, theirs.normal_spike),
         ),
         daily_median_=profile,
     )

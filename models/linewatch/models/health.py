@@ -75,7 +75,8 @@ class SensorHealth:
       (needs ``flat_min_points`` readings).
     * ``range_margin`` / ``range_hard_margin``: in training spans (p99.9 − p0.1) beyond the training range;
       the first counts only after an abrupt jump (``jump_z``), the second always.
-    * ``spike_z``: robust z of a first difference for a spike; the next step must come back within
+    * ``spike_z``: robust z of a first difference for a spike, and always more than the sensor's normal spike
+      (:func:`~linewatch.models.windows.normal_spike`, learnt in training); the next step must come back within
       ``spike_return`` of the jump.
     * ``drift_z``/``partner_z``: residual (|value − expected| / scale) of the drifting sensor, and the most any
       other sensor may deviate for the drift to be "alone".
@@ -218,10 +219,12 @@ def check_health(
     # sensor alone: when another sensor jumps at the same step, the process moved (a load step and back, a trip),
     # and no one sensor is to blame.
     if length > 2:
+        # Larger than the out-and-back moves training showed again and again (a turbulent flow meter's normal).
+        spike_z = cfg.spike_z if stats.normal_spike is None else np.maximum(cfg.spike_z, stats.normal_spike)
         a, b = dz[:, :-1, :], dz[:, 1:, :]
         with np.errstate(invalid="ignore"):
-            jump = np.abs(a) > cfg.spike_z
-            spike = jump & (np.abs(b) > cfg.spike_z) & (np.sign(a) != np.sign(b))
+            jump = np.abs(a) > spike_z
+            spike = jump & (np.abs(b) > spike_z) & (np.sign(a) != np.sign(b))
             spike &= np.abs(a + b) <= cfg.spike_return * np.abs(a)
         spike &= jump.sum(axis=2, keepdims=True) == 1
         checks.append((Status.SPIKING, spike.any(axis=1)))

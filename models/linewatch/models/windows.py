@@ -270,6 +270,31 @@ def _longest_repeat(values: F64) -> int:
     return int(np.diff(bounds).max())
 
 
+#: The out-and-back move training showed this many times (the third largest) is a sensor's normal spike size:
+#: one or two glitches in the training history do not blind the spike check to spikes of their size.
+NORMAL_SPIKE_RANK: Final = 3
+
+
+def normal_spike(values: F64, observed: npt.NDArray[np.bool_], diff_scale: float) -> float:
+    """The :data:`NORMAL_SPIKE_RANK`-th largest out-and-back move of one sensor, in units of ``diff_scale``.
+
+    Why: the spike check flags a jump answered at once by a jump back, larger than a fixed number of the sensor's
+    step-to-step spreads. Some instruments do that in normal operation (a flow meter in turbulent flow: on the
+    SKAB pump testbed the flow sensor's normal readings were flagged as spiking in 29 % of windows), and a
+    spike-shaped move that training showed again and again is the sensor's normal, as a repeat training showed
+    is not "stuck". An out-and-back move is two consecutive observed differences of opposite sign; its size is
+    the smaller of the two. 0 when training shows fewer such moves.
+    """
+    pair = observed[1:] & observed[:-1]
+    d = np.diff(values)
+    a, b = d[:-1], d[1:]
+    both = pair[:-1] & pair[1:] & (a * b < 0)
+    moves = np.sort(np.minimum(np.abs(a[both]), np.abs(b[both])))
+    if moves.size < NORMAL_SPIKE_RANK:
+        return 0.0
+    return float(moves[-NORMAL_SPIKE_RANK] / diff_scale)
+
+
 @dataclass(frozen=True, slots=True)
 class SensorStats:
     """Per-sensor training statistics, each an array ``(S,)`` in sensor order (engineering units)."""
@@ -285,10 +310,13 @@ class SensorStats:
     change_fraction: F64  # share of consecutive observed steps whose value changed
     max_repeat: F64  # longest run of an exactly repeated value in training
     observed_rate: F64  # share of training steps with a reading (a slow sensor reports every few steps)
+    #: :func:`normal_spike` in ``diff_scale`` units; None in bundles saved before it existed (no spike is normal).
+    normal_spike: F64 | None = None
 
     @classmethod
     def from_series(cls, values: F64, observed: npt.NDArray[np.bool_], sensors: Sequence[str]) -> SensorStats:
         rows: list[tuple[Any, ...]] = []
+        spikes: list[float] = []
         for j, name in enumerate(sensors):
             v = values[observed[:, j], j]
             if v.size == 0:
@@ -302,14 +330,22 @@ class SensorStats:
             changed = float(np.mean(d != 0)) if d.size else 0.0
             extremes, rate = (v.min(), v.max(), v.std()), observed[:, j].mean()
             rows.append((med, scale, p001, p999, *extremes, dscale, changed, _longest_repeat(v), rate))
-        return cls(*np.asarray(rows, dtype=np.float64).reshape(-1, len(fields(cls))).T)
+            spikes.append(normal_spike(values[:, j], observed[:, j], dscale))
+        names = [f.name for f in fields(cls) if f.name != "normal_spike"]
+        columns = np.asarray(rows, dtype=np.float64).reshape(-1, len(names)).T
+        return cls(**dict(zip(names, columns, strict=True)), normal_spike=np.asarray(spikes, dtype=np.float64))
 
     def to_dict(self) -> dict[str, list[float]]:
-        return {f.name: [float(x) for x in getattr(self, f.name)] for f in fields(self)}
+        return {
+            f.name: [float(x) for x in getattr(self, f.name)] for f in fields(self) if getattr(self, f.name) is not None
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, list[float]]) -> SensorStats:
-        return cls(**{f.name: np.asarray(data[f.name], dtype=np.float64) for f in fields(cls)})
+        return cls(
+            **{f.name: np.asarray(data[f.name], dtype=np.float64) for f in fields(cls) if f.name != "normal_spike"},
+            normal_spike=None if data.get("normal_spike") is None else np.asarray(data["normal_spike"], np.float64),
+        )
 
 
 @dataclass(slots=True)

@@ -18,9 +18,11 @@ from linewatch.models.window_labels import exclude_labelled, in_labels, label_wi
 from linewatch.models.windows import (
     MissingSensorsError,
     Preprocessor,
+    SensorStats,
     WindowSpec,
     bounded_fill,
     make_windows,
+    normal_spike,
     robust_scale,
     windows_from_store,
 )
@@ -150,6 +152,26 @@ def test_daily_profile_follows_the_plants_clock_across_a_daylight_saving_change(
     assert local is not None and utc is not None
     np.testing.assert_array_equal(local[:, 0], [0.0] * 6 + [10.0] * 16 + [0.0] * 2)
     np.testing.assert_array_equal(utc[:, 0], [0.0] * 4 + [5.0] + [10.0] * 15 + [5.0] + [0.0] * 3)
+
+
+def test_normal_spike_is_the_third_largest_out_and_back_move_over_observed_steps() -> None:
+    values = np.array([0.0, 5.0, 0.0, 0.0, -3.0, 0.0, 0.0, 8.0, 1.0, 2.0, 2.0, 4.0, 2.0])
+    observed = np.ones(values.size, dtype=bool)
+    # Out-and-back moves (the smaller of the two opposite steps): 5, 3, 7, 1 and 2; a one-way step is none.
+    assert normal_spike(values, observed, diff_scale=0.5) == pytest.approx(3.0 / 0.5)
+    gap = observed.copy()
+    gap[4] = False  # the move through a missing reading is not a spike
+    assert normal_spike(values, gap, diff_scale=1.0) == pytest.approx(2.0)
+    assert normal_spike(values[:4], observed[:4], diff_scale=1.0) == 0.0  # fewer than three moves: none is normal
+
+
+def test_older_stats_without_a_normal_spike_load_and_round_trip_without_one() -> None:
+    pre = Preprocessor(WindowSpec(10, length=16, stride=4, max_gap_steps=2)).fit(wide(), ["a", "b"])
+    saved = pre.stats.to_dict()
+    assert saved["normal_spike"] is not None and len(saved["normal_spike"]) == 2
+    del saved["normal_spike"]
+    older = SensorStats.from_dict(saved)
+    assert older.normal_spike is None and "normal_spike" not in older.to_dict()
 
 
 def test_window_spec_carries_its_clock_and_older_bundles_read_as_utc() -> None:
