@@ -189,6 +189,16 @@ def test_report_tables_take_every_rows_keys_and_name_top_sensors() -> None:
     assert top_sensors([0.0, 0.3], ["a", "b"]) == ["b"]  # a zero contribution names nobody
 
 
+def test_any_alarm_adds_sensor_statuses_to_the_score_alarm() -> None:
+    from linewatch.models.evaluation.pipeline import Scores
+
+    score = np.array([0.5, 1.0, np.nan, 0.2])
+    contributions = np.zeros((4, 1))
+    with_health = Scores(score, contributions, np.array([False, False, True, True]))
+    assert with_health.any_alarm().tolist() == [False, True, True, True]
+    assert Scores(score, contributions).any_alarm().tolist() == [False, True, False, False]
+
+
 def test_segment_contribution_weighs_shares_by_score_and_skips_unscored_rows() -> None:
     from linewatch.models.evaluation.pipeline import Scores
 

@@ -197,6 +197,23 @@ def test_tep_testing_runs_count_detection_from_the_onset_and_false_alarms_before
     assert again.summary["mean_detection_rate_te"] == run["detection_rate"]
 
 
+@needs_tep
+def test_tep_a_valve_held_in_place_reaches_the_operator_as_a_stuck_sensor(tmp_path: Path) -> None:
+    """Fault 21 holds stream 4's valve at its steady-state position: the score misses most of it (the process
+    stays near normal), the stuck check sees the valve signal repeat for longer than training ever did. Reported
+    as an extra figure; the protocol's detection rate stays the score's."""
+    data = tmp_path / "tep"
+    data.mkdir()
+    for name in ("d00.dat", "d00_te.dat", "d21.dat"):
+        shutil.copy(TEP / name, data / name)
+    result = run_dataset("tep", data, EvalConfig())
+    row = result.per_file["d21.dat"]
+    assert row["detection_rate"] < 0.5 and row["detection_rate_with_sensor_alerts"] >= 0.9
+    assert result.summary["mean_detection_rate_with_sensor_alerts"] == row["detection_rate_with_sensor_alerts"]
+    # No sensor status on the normal run: the false-alarm rate is the score's.
+    assert result.summary["false_alarm_rate_with_sensor_alerts"] == pytest.approx(result.summary["false_alarm_rate"])
+
+
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     from linewatch.models.evaluation import EvaluationError
 

@@ -154,10 +154,23 @@ class Scores:
 
     anomaly_score: F64  # (T,)
     contributions: F64  # (T, D), zero for sensors the model left out, NaN rows without a window
+    #: (T,): a sensor-health status other than ok in the window ending at the row (serving raises a sensor alert
+    #: where one persists); None where not computed.
+    sensor_fault: npt.NDArray[np.bool_] | None = None
 
     @property
     def scored(self) -> npt.NDArray[np.bool_]:
         return np.asarray(np.isfinite(self.anomaly_score))
+
+    def any_alarm(self) -> npt.NDArray[np.bool_]:
+        """The machine alarm (anomaly score >= 1) or a sensor-health status: everything serving may alert on.
+
+        Why report it beside the protocols' alarm: the shipped pipeline has two kinds of alert, and a fault the
+        score misses may still reach an operator as a sensor alert (a valve held at one position reads as a
+        stuck sensor). An extra figure, not the protocol's: the protocols' binary output is the score's.
+        """
+        alarm = self.anomaly_score >= 1.0
+        return alarm if self.sensor_fault is None else alarm | self.sensor_fault
 
     def segment_contribution(self, start: int, end: int) -> F64:
         """Each sensor's contribution summed over rows ``[start, end)``: share x anomaly score per row (shares sum
@@ -173,6 +186,7 @@ def score_rows(fitted: Fitted, values: F64, history: F64 | None, cadence_s: floa
     length = fitted.model.preprocessor.spec.length
     n_hist, n = hist.shape[0], values.shape[0]
     score = np.full(n, np.nan)
+    sensor_fault = np.zeros(n, dtype=bool)
     contrib = np.full((n, len(fitted.all_sensors)), np.nan)
     used = fitted.used_index
     # Window ending at series row r covers rows r-L+1..r; evaluate rows r >= max(n_hist, L-1), in chunks.
@@ -184,7 +198,8 @@ def score_rows(fitted: Fitted, values: F64, history: F64 | None, cadence_s: floa
         scored = fitted.model.score(fitted.model.preprocessor.transform(wide))
         rows = slice(lo - n_hist, hi - n_hist)
         score[rows] = scored.anomaly_score
+        sensor_fault[rows] = scored.sensor_fault
         block = np.zeros((hi - lo, len(fitted.all_sensors)))
         block[:, used] = scored.contributions
         contrib[rows] = block
-    return Scores(score, contrib)
+    return Scores(score, contrib, sensor_fault)

@@ -104,7 +104,7 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
     n_train = cfg.skab_train_rows
     n_fit = round(n_train * (1 - ds.holdout_fraction))
     width = round(cfg.nab_window_s / CADENCE_S)
-    pooled, nab = Confusion(), NabRaw()
+    pooled, nab, pooled_any = Confusion(), NabRaw(), Confusion()
     false_named: Counter[str] = Counter()  # false alarms by the sensor the attribution names first
     per_file: dict[str, Any] = {}
     plots: list[SeriesPlot] = []
@@ -120,6 +120,8 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
         pred = scores.anomaly_score >= 1.0
         truth = anomaly[n_train:]
         counts = confusion(pred, truth)
+        counts_any = confusion(scores.any_alarm(), truth)
+        pooled_any = pooled_any + counts_any
         named = _named_by(scores.contributions[pred & ~truth], sensors)
         blamed = np.zeros(len(sensors))
         for s, e in segments(truth):  # which sensors the model blames for each labelled anomaly (no true dims)
@@ -145,6 +147,9 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
             "excluded_sensors": fitted.excluded,
             "false_alarms_named": named,
             "anomaly_named": top_sensors(blamed, sensors),
+            "f1_with_sensor_alerts": counts_any.f1,
+            "far_with_sensor_alerts": counts_any.far,
+            "mar_with_sensor_alerts": counts_any.mar,
             **fitted.shift_figures(),
         }
         plots.append(SeriesPlot(name, scores.anomaly_score, truth, 1.0))
@@ -163,6 +168,9 @@ def evaluate_skab(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None
         "fn": pooled.fn,
         "tn": pooled.tn,
         "false_alarms_named": dict(false_named.most_common()),
+        "f1_with_sensor_alerts": pooled_any.f1,
+        "far_with_sensor_alerts": pooled_any.far,
+        "mar_with_sensor_alerts": pooled_any.mar,
         "holdout_shift_warned": sum(bool(v.get("holdout_shift_warned")) for v in per_file.values()),
         **normal,
         "seconds": time.monotonic() - started,

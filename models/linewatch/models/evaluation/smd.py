@@ -152,6 +152,7 @@ def evaluate_smd(
         counts = confusion(pred, label)
         pooled = pooled + counts
         events = event_stats(pred, label)
+        events_any = event_stats(scores.any_alarm(), label)
         seg_scores = []
         zscore = np.abs(test - train.mean(axis=0)) / np.maximum(train.std(axis=0), ZSCORE_STD_FLOOR)
         for s, e, dims in m["segments"]:
@@ -172,6 +173,8 @@ def evaluate_smd(
             "events": events.events,
             "false_alarms_per_day": false_alarms_per_day(events, CADENCE_S),
             "mean_detection_delay_s": events.mean_delay() * CADENCE_S,
+            "event_recall_with_sensor_alerts": events_any.recall,
+            "false_alarms_per_day_with_sensor_alerts": false_alarms_per_day(events_any, CADENCE_S),
             "segments": len(seg_scores),
             **{k: _mean([x[k] for x in seg_scores]) for k in _ATTR_KEYS},
             "threshold": fitted.model.calibrator.threshold,
@@ -195,6 +198,10 @@ def evaluate_smd(
         "event_recall": _mean([r["event_recall"] for r in machines_done]),
         "false_alarms_per_day": _mean([r["false_alarms_per_day"] for r in machines_done]),
         "mean_detection_delay_s": _mean([r["mean_detection_delay_s"] for r in machines_done]),
+        "event_recall_with_sensor_alerts": _mean([r["event_recall_with_sensor_alerts"] for r in machines_done]),
+        "false_alarms_per_day_with_sensor_alerts": _mean(
+            [r["false_alarms_per_day_with_sensor_alerts"] for r in machines_done]
+        ),
         **{k: _mean([x[k] for x in all_segments]) for k in _ATTR_KEYS},
         "machines": len(machines_done),
         "holdout_shift_warned": sum(bool(r.get("holdout_shift_warned")) for r in machines_done),

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from linewatch.models.evaluation.config import EvalConfig
-from linewatch.models.evaluation.pipeline import EvaluationError, fit_model, score_rows
+from linewatch.models.evaluation.pipeline import EvaluationError, Scores, fit_model, score_rows
 from linewatch.models.evaluation.result import AttributionPlot, EvalResult, SeriesPlot, top_sensors
 
 CADENCE_S = 180.0
@@ -116,6 +116,12 @@ def _alarm_rate(score: np.ndarray) -> tuple[float, int]:
     return (float((score[scored] >= 1.0).sum()) / n if n else float("nan")), n
 
 
+def _any_alarm_rate(scored: Scores) -> float:
+    """Share of scored rows with any alarm, sensor alerts included (:meth:`Scores.any_alarm`; an extra figure)."""
+    rows = scored.scored
+    return float((scored.any_alarm() & rows).sum() / rows.sum()) if rows.any() else float("nan")
+
+
 def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None = None) -> EvalResult:
     for required in ("d00.dat", "d00_te.dat"):
         if not (data / required).is_file():
@@ -125,8 +131,10 @@ def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None 
     normal = load_dat(data / "d00.dat")
     normal_te = load_dat(data / "d00_te.dat")
     fitted = fit_model([normal], [normal_te], sensors, cfg.tep, CADENCE_S, name="tep")
-    te_scores = score_rows(fitted, normal_te, None, CADENCE_S).anomaly_score
+    te_scored = score_rows(fitted, normal_te, None, CADENCE_S)
+    te_scores = te_scored.anomaly_score
     far, n_te = _alarm_rate(te_scores)
+    rates_any: dict[int, float] = {}
     series = [SeriesPlot("d00_te.dat", te_scores, np.zeros(te_scores.size, dtype=bool), 1.0)]
     per_file: dict[str, Any] = {"d00_te.dat": {"false_alarm_rate": far, "scored_rows": n_te}}
     rates: dict[int, float] = {}
@@ -139,6 +147,7 @@ def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None 
         score = scored.anomaly_score
         rate, n = _alarm_rate(score)
         rates[fault] = rate
+        rates_any[fault] = _any_alarm_rate(scored)
         # The whole file is the labelled segment: which variables the model blames for the fault.
         contribution = scored.segment_contribution(0, score.size)
         attributions.append(AttributionPlot(f"tep [fault {fault:02d}]", tuple(sensors), contribution, ()))
@@ -147,6 +156,7 @@ def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None 
             "detection_rate": rate,
             "scored_rows": n,
             "named": top_sensors(contribution, sensors),
+            "detection_rate_with_sensor_alerts": rates_any[fault],
         }
         if (hit := root_cause_hits(contribution, sensors, fault)) is not None:
             hits.append(hit)
@@ -195,6 +205,7 @@ def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None 
         if say:
             say(f"tep {path.name}: detection rate {rate:.3f} from row {TE_FAULT_ONSET}, {before:.1%} alarms before")
     counted = [r for f, r in rates.items() if f not in EXCLUDED_FAULTS]
+    counted_any = [r for f, r in rates_any.items() if f not in EXCLUDED_FAULTS]
     te_counted = [r for f, r in te_rates.items() if f not in EXCLUDED_FAULTS]
     testing_runs = (
         {
@@ -212,6 +223,8 @@ def evaluate_tep(data: Path, cfg: EvalConfig, say: Callable[[str], None] | None 
         "mean_detection_rate": float(np.mean(counted)) if counted else None,
         "false_alarm_rate": far,
         "faults_counted": len(counted),
+        "mean_detection_rate_with_sensor_alerts": float(np.mean(counted_any)) if counted_any else None,
+        "false_alarm_rate_with_sensor_alerts": _any_alarm_rate(te_scored),
         "mean_detection_rate_all": float(np.mean(list(rates.values()))) if rates else None,
         "root_cause_faults": len(hits),
         "root_cause_top1": float(np.mean([h[0] for h in hits])) if hits else None,
