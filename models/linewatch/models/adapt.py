@@ -175,6 +175,9 @@ def adapted_scaling(new: Preprocessor, source: Preprocessor, spread: F64 | None 
             normal_spike=None
             if ours.normal_spike is None or theirs.normal_spike is None
             else np.maximum(ours.normal_spike, theirs.normal_spike),
+            normal_flat=None
+            if ours.normal_flat is None or theirs.normal_flat is None
+            else np.minimum(ours.normal_flat, theirs.normal_flat),
         ),
         daily_median_=profile,
     )

@@ -10,7 +10,7 @@ moves sensors smoothly and usually together, and these checks are built to leave
 
 Checks run in engineering units on the **observed** values only (NaN where a sensor did not report, so a
 forward-filled gap never looks stuck), against the training statistics saved with the preprocessing
-(:class:`linewatch.models.windows.SensorStats`). Each window gets one status per sensor; where several apply,
+(:class:`linewatch.models.sensor_stats.SensorStats`). Each window gets one status per sensor; where several apply,
 the first in :class:`Status` order wins (silent before out-of-range before stuck, ...).
 
 Limitations: training-range checks cannot tell a severe machine excursion from a sensor failure, so they only
@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from linewatch.models.base import Isolation
-from linewatch.models.windows import SensorStats
+from linewatch.models.sensor_stats import SensorStats
 
 F64 = npt.NDArray[np.float64]
 Limits = Mapping[str, tuple[float | None, float | None]]
@@ -72,11 +72,12 @@ class SensorHealth:
     * ``stuck_steps``: trailing exact repeats needed for "stuck", and always more than the longest repeat
       seen in training; only for sensors whose value changed on at least ``min_change_fraction`` of steps.
     * ``flat_rel_std``: window std below this share of the sensor's step-to-step noise is "flat-lined"
-      (needs ``flat_min_points`` readings).
+      (needs ``flat_min_points`` readings), and below the flattest blocks training showed again and again
+      (:func:`~linewatch.models.sensor_stats.normal_flatness`).
     * ``range_margin`` / ``range_hard_margin``: in training spans (p99.9 − p0.1) beyond the training range;
       the first counts only after an abrupt jump (``jump_z``), the second always.
     * ``spike_z``: robust z of a first difference for a spike, and always more than the sensor's normal spike
-      (:func:`~linewatch.models.windows.normal_spike`, learnt in training); the next step must come back within
+      (:func:`~linewatch.models.sensor_stats.normal_spike`, learnt in training); the next step must come back within
       ``spike_return`` of the jump.
     * ``drift_z``/``partner_z``: residual (|value − expected| / scale) of the drifting sensor, and the most any
       other sensor may deviate for the drift to be "alone".
@@ -234,7 +235,9 @@ def check_health(
     filled = np.where(observed, x, 0.0)
     mean = filled.sum(axis=1) / np.maximum(count, 1)
     std = np.sqrt((np.where(observed, x - mean[:, None, :], 0.0) ** 2).sum(axis=1) / np.maximum(count, 1))
-    flat = varies & (count >= cfg.flat_min_points) & (std <= cfg.flat_rel_std * stats.diff_scale)
+    # Flatter than the sensor's own blocks of readings were in training, too (it may sit still in normal use).
+    flat_rel = cfg.flat_rel_std if stats.normal_flat is None else np.minimum(cfg.flat_rel_std, stats.normal_flat)
+    flat = varies & (count >= cfg.flat_min_points) & (std < flat_rel * stats.diff_scale)
     checks.append((Status.FLATLINED, flat))
 
     # Stuck: the latest value repeated exactly for longer than ever seen in training.

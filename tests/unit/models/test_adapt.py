@@ -36,9 +36,10 @@ from linewatch.models.base import make_detector
 from linewatch.models.calibration import Calibrator
 from linewatch.models.model import Model
 from linewatch.models.registry import Registry
+from linewatch.models.sensor_stats import SensorStats
 from linewatch.models.simeval import score_asset
 from linewatch.models.train import TrainingError, train_group
-from linewatch.models.windows import Preprocessor, SensorStats, WindowSpec
+from linewatch.models.windows import Preprocessor, WindowSpec
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
 #: store root, registry with the source group "pumps", the bigger pump's later readings, fault labels

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from linewatch.models.health import HealthResult, SensorHealth, Status, check_health, sensor_faults
-from linewatch.models.windows import SensorStats
+from linewatch.models.sensor_stats import SensorStats
 
 NAN = np.nan
 L = 20
@@ -50,6 +50,14 @@ def test_stuck_needs_repeats_beyond_training_and_a_varying_sensor() -> None:
 def test_flatlined_is_variance_below_noise_without_exact_repeats() -> None:
     series = 50.0 + np.arange(L) % 2 * 1e-3
     assert status_of(series) == Status.FLATLINED
+
+
+def test_a_flatness_training_showed_again_and_again_is_the_sensors_normal() -> None:
+    """A flow at zero while its pump idles, a position at its end stop: such a sensor sits still in training too."""
+    series = 50.0 + np.arange(L) % 2 * 1e-3  # std 5e-4, far below 0.05 x 1.4
+    assert status_of(series, stats(normal_flat=0.0)) == Status.OK  # training had exactly constant blocks
+    assert status_of(series, stats(normal_flat=1e-3)) == Status.FLATLINED  # flatter than training ever was
+    assert status_of(series, stats(normal_flat=1.0)) == Status.FLATLINED  # never above flat_rel_std
 
 
 def test_out_of_range_by_jump_by_hard_margin_and_by_limits() -> None:

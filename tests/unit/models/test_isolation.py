@@ -8,7 +8,7 @@ from linewatch.models.base import Isolation
 from linewatch.models.detectors.pca import PcaT2Q
 from linewatch.models.health import Status, check_health
 from linewatch.models.holdout import holdout_cycles
-from linewatch.models.windows import SensorStats
+from linewatch.models.sensor_stats import SensorStats
 
 
 def correlated(n: int, seed: int = 0) -> np.ndarray:

@@ -14,16 +14,14 @@ import pytest
 from linewatch.ingest.labels import FaultLabel
 from linewatch.ingest.records import Reading
 from linewatch.ingest.store import ParquetStore
+from linewatch.models.sensor_stats import SensorStats, normal_flatness, normal_spike, robust_scale
 from linewatch.models.window_labels import exclude_labelled, in_labels, label_windows
 from linewatch.models.windows import (
     MissingSensorsError,
     Preprocessor,
-    SensorStats,
     WindowSpec,
     bounded_fill,
     make_windows,
-    normal_spike,
-    robust_scale,
     windows_from_store,
 )
 
@@ -165,13 +163,25 @@ def test_normal_spike_is_the_third_largest_out_and_back_move_over_observed_steps
     assert normal_spike(values[:4], observed[:4], diff_scale=1.0) == 0.0  # fewer than three moves: none is normal
 
 
-def test_older_stats_without_a_normal_spike_load_and_round_trip_without_one() -> None:
+def test_normal_flatness_is_the_third_flattest_block_of_ten_observed_readings() -> None:
+    blocks = [np.full(10, 3.0), np.arange(10.0), np.full(10, 1.0) + np.arange(10) % 2, np.full(10, 7.0)]
+    values = np.concatenate(blocks)  # block spreads 0, 2.87, 0.5, 0
+    observed = np.ones(values.size, dtype=bool)
+    assert normal_flatness(values, observed, diff_scale=0.25) == pytest.approx(0.5 / 0.25)
+    gap = observed.copy()
+    gap[:10] = False  # unobserved readings are skipped: three blocks left, the flattest third is the ramp
+    assert normal_flatness(values, gap, diff_scale=1.0) == pytest.approx(np.arange(10.0).std())
+    assert normal_flatness(values[:25], observed[:25], diff_scale=1.0) == 1.0  # two blocks: none is normal
+
+
+def test_older_stats_without_what_is_normal_load_and_round_trip_without_it() -> None:
     pre = Preprocessor(WindowSpec(10, length=16, stride=4, max_gap_steps=2)).fit(wide(), ["a", "b"])
     saved = pre.stats.to_dict()
-    assert saved["normal_spike"] is not None and len(saved["normal_spike"]) == 2
-    del saved["normal_spike"]
+    assert len(saved["normal_spike"]) == len(saved["normal_flat"]) == 2
+    del saved["normal_spike"], saved["normal_flat"]
     older = SensorStats.from_dict(saved)
-    assert older.normal_spike is None and "normal_spike" not in older.to_dict()
+    assert older.normal_spike is None and older.normal_flat is None
+    assert "normal_spike" not in older.to_dict() and "normal_flat" not in older.to_dict()
 
 
 def test_window_spec_carries_its_clock_and_older_bundles_read_as_utc() -> None:
