@@ -124,26 +124,22 @@ class SensorStats:
     @classmethod
     def from_series(cls, values: F64, observed: npt.NDArray[np.bool_], sensors: Sequence[str]) -> SensorStats:
         rows: list[tuple[Any, ...]] = []
-        learnt: list[tuple[float, float]] = []
         for j, name in enumerate(sensors):
-            v = values[observed[:, j], j]
+            column, seen = values[:, j], observed[:, j]
+            v = column[seen]
             if v.size == 0:
                 raise ValueError(f"sensor {name!r} has no observed training data")
             med = float(np.median(v))
             scale = robust_scale(v, med)
-            pair = observed[1:, j] & observed[:-1, j]
-            d = np.diff(values[:, j])[pair]
+            pair = seen[1:] & seen[:-1]
+            d = np.diff(column)[pair]
             dscale = max(robust_scale(d, float(np.median(d))), 1e-3 * scale) if d.size else scale
             p001, p999 = np.percentile(v, [0.1, 99.9])
             changed = float(np.mean(d != 0)) if d.size else 0.0
-            extremes, rate = (v.min(), v.max(), v.std()), observed[:, j].mean()
-            rows.append((med, scale, p001, p999, *extremes, dscale, changed, _longest_repeat(v), rate))
-            column, seen = values[:, j], observed[:, j]
-            learnt.append((normal_spike(column, seen, dscale), normal_flatness(column, seen, dscale)))
-        names = [f.name for f in fields(cls) if f.name not in _LEARNT]
-        columns = np.asarray(rows, dtype=np.float64).reshape(-1, len(names)).T
-        normal = np.asarray(learnt, dtype=np.float64).reshape(-1, len(_LEARNT)).T
-        return cls(**dict(zip(names, columns, strict=True)), **dict(zip(_LEARNT, normal, strict=True)))
+            extremes, rate = (v.min(), v.max(), v.std()), seen.mean()
+            normal = (normal_spike(column, seen, dscale), normal_flatness(column, seen, dscale))
+            rows.append((med, scale, p001, p999, *extremes, dscale, changed, _longest_repeat(v), rate, *normal))
+        return cls(*np.asarray(rows, dtype=np.float64).reshape(-1, len(fields(cls))).T)
 
     def to_dict(self) -> dict[str, list[float]]:
         return {
